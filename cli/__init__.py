@@ -1,0 +1,1 @@
+"""Thin click commands of ase-unimat; installed as ``ase_unimat.cli`` (see pyproject.toml)."""
