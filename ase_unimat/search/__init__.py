@@ -1,0 +1,1 @@
+"""Relax-and-rank structure search: seeds, calculators, relaxation, AIRSS I/O, ranking."""
