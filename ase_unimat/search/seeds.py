@@ -199,7 +199,11 @@ class MixedSeedSource:
             try:
                 for source_name, wanted in by_source.items():
                     seeds = self.sources[source_name].make(counts, wanted, run_seed=run_seed)
-                    made.update(zip(wanted, seeds))
+                    if len(seeds) != len(wanted):
+                        raise SeedSourceError(
+                            f"seed source {source_name!r} returned {len(seeds)} seeds for {len(wanted)} indices"
+                        )
+                    made.update(zip(wanted, seeds, strict=True))
             except NoSeedsForFormula as err:
                 self._drop(source_name, counts, str(err))
                 continue
