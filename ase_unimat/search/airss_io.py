@@ -1,0 +1,108 @@
+"""AIRSS ``.res`` files: one relaxed structure per file, with the TITL line AIRSS tools read.
+
+The TITL layout is ``TITL name pressure volume enthalpy 0 0 natoms (spacegroup) n - times_found``
+(pressure in GPa, total cell volume in Å³, total enthalpy in eV), written by ASE's own
+``write_res(..., write_info=False)`` from ``atoms.info`` (name, pressure, spacegroup, times_found)
+and a ``SinglePointCalculator`` holding the enthalpy; ``ase.io.read`` and pymatgen's
+``AirssProvider`` both read it back.
+
+Space groups come from spglib with ``symprec=0.1`` Å (:data:`SYMPREC`), a loose tolerance like the
+one AIRSS's ``cryan``/``ca`` use for freshly relaxed, slightly noisy structures; change it with the
+``symprec`` argument.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ase import Atoms
+
+#: spglib symmetry tolerance (Å) for the space group written into TITL lines.
+SYMPREC = 0.1
+
+
+def spacegroup_symbol(atoms: Atoms, *, symprec: float = SYMPREC) -> str:
+    """Hermann-Mauguin symbol of ``atoms`` from spglib (``"P1"`` when spglib finds nothing)."""
+    import spglib
+
+    cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    if dataset is None:
+        return "P1"
+    return str(dataset.international).replace(" ", "")
+
+
+def write_res(
+    path: str | Path,
+    atoms: Atoms,
+    *,
+    name: str,
+    pressure: float,
+    enthalpy: float,
+    spacegroup: str | None = None,
+    times_found: int = 1,
+    symprec: float = SYMPREC,
+) -> Path:
+    """Write one AIRSS ``.res`` file atomically (a temporary file renamed over ``path``).
+
+    Parameters
+    ----------
+    path
+        Destination file.
+    atoms
+        The structure (its own info and calculator are left untouched).
+    name
+        Structure name in the TITL line (no whitespace).
+    pressure
+        External pressure in GPa.
+    enthalpy
+        Total enthalpy in eV (AIRSS's energy field).
+    spacegroup
+        Hermann-Mauguin symbol; computed with spglib at ``symprec`` when ``None``.
+    times_found
+        How many relaxations ended in this structure.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"res structure name must be non-empty without whitespace, got {name!r}")
+    if int(times_found) < 1:
+        raise ValueError(f"times_found must be >= 1, got {times_found}")
+    path = Path(path)
+    image = Atoms(numbers=atoms.numbers, cell=atoms.cell.array, positions=atoms.positions, pbc=True)
+    image.info.update(
+        name=name,
+        pressure=float(pressure),
+        spacegroup=spacegroup or spacegroup_symbol(atoms, symprec=symprec),
+        times_found=int(times_found),
+    )
+    image.calc = SinglePointCalculator(image, energy=float(enthalpy))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".res.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp, image, format="res", write_info=False)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_res(path: str | Path) -> Atoms:
+    """Read a ``.res`` file; ``atoms.info`` holds name, pressure, spacegroup, times_found and enthalpy."""
+    from ase.io import read
+
+    atoms = read(str(path), format="res")
+    enthalpy = atoms.calc.results.get("energy") if atoms.calc is not None else None
+    atoms.info["enthalpy"] = float(enthalpy) if enthalpy is not None else 0.0
+    return atoms
