@@ -1,0 +1,684 @@
+"""The training loop: CPU or CUDA (bf16), one process or many under ``torchrun`` (DDP), exact resume.
+
+``train(config, out_dir=...)`` builds the model with ``ase_unimat.diffusion.build_model``, reads the
+HDF5 datasets named in ``config.train`` and runs AdamW with linear warm-up and cosine decay,
+gradient clipping and EMA weights. Every ``val_every`` steps it evaluates the EMA model on the
+validation file (fixed seed); every ``checkpoint_every`` steps rank 0 writes an atomic checkpoint
+(see :mod:`ase_unimat.checkpoint`). At the end it writes ``model.pt`` (EMA weights + config).
+
+Exact resume: the data order is a seeded permutation per epoch (resumed from epoch + position),
+augmentation is seeded per ``(seed, epoch, index)``, the diffusion noise of step ``s`` on rank ``r``
+comes from a generator seeded by ``(seed, s, r)``, and the checkpoint holds the optimiser,
+scheduler, EMA and every global RNG state of every rank. A CPU run stopped after ``k`` steps and
+resumed ends with bit-identical weights to an uninterrupted one.
+
+Output folder: ``checkpoint_last.pt``, ``checkpoint_<step>.pt`` (every ``keep_every`` steps),
+``log.jsonl`` (one JSON object per log/validation event), ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+
+from ase_unimat.checkpoint import (
+    CHECKPOINT_FORMAT,
+    FORMAT_VERSION,
+    LAST_NAME,
+    atomic_save,
+    capture_rng_state,
+    config_to_dict,
+    export_model,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_stale_tmp,
+    restore_rng_state,
+    step_name,
+)
+from ase_unimat.ema import EMA
+from ase_unimat.representation import permute_slots
+
+LOG_NAME = "log.jsonl"
+
+
+# -- options read from config.train -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything the loop reads from ``config.train``; a field missing there takes the default below.
+
+    ``batch_size`` is per process (the global batch is ``batch_size * world_size``). ``max_steps``
+    counts optimiser steps. ``keep_every = 0`` keeps only the last checkpoint; ``val_every = 0``
+    disables validation; ``num_workers = -1`` means 0 on CPU and 4 on CUDA; ``num_threads = 0``
+    means the CPU cores divided by the processes on this node.
+    """
+
+    train_path: tuple[str, ...] = ()
+    val_path: str | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    max_steps: int = 10_000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    val_every: int = 500
+    val_batches: int = 0
+    checkpoint_every: int = 500
+    keep_every: int = 0
+    log_every: int = 10
+    seed: int = 0
+    augment: bool = True
+    in_memory: bool = True
+    num_workers: int = -1
+    num_threads: int = 0
+    bf16: bool = True
+    compile: bool = False
+    find_unused_parameters: bool = True
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> TrainOptions:
+        """Options from ``config.train`` (attribute names as the fields; aliases ``train``/``val``,
+        ``lr_warmup_steps``, ``steps``, ``ema``) with ``overrides`` (not None) applied last."""
+        section = getattr(config, "train", None)
+        aliases = {
+            "train_path": ("train_path", "train_paths", "train", "train_data", "train_file"),
+            "val_path": ("val_path", "val", "val_data", "val_file"),
+            "warmup_steps": ("warmup_steps", "lr_warmup_steps", "warmup"),
+            "max_steps": ("max_steps", "steps", "total_steps"),
+            "ema_decay": ("ema_decay", "ema"),
+            "lr": ("lr", "learning_rate"),
+            "checkpoint_every": ("checkpoint_every", "ckpt_every", "save_every"),
+            "val_every": ("val_every", "eval_every", "val_interval"),
+        }
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            for name in aliases.get(field.name, (field.name,)):
+                if section is not None and hasattr(section, name):
+                    values[field.name] = getattr(section, name)
+                    break
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        paths = values.get("train_path", ())
+        paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        values["train_path"] = tuple(str(path) for path in paths if str(path))
+        if values.get("val_path") is not None:
+            values["val_path"] = str(values["val_path"]) or None
+        if "betas" in values:
+            values["betas"] = tuple(float(b) for b in values["betas"])
+        options = cls(**values)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first impossible option."""
+        if not self.train_path:
+            raise ValueError("config.train names no training data (train_path)")
+        positive = ("batch_size", "max_steps", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "val_every", "val_batches", "keep_every", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+# -- learning rate ----------------------------------------------------------------------------------
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, max_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up from ~0 to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, max_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# -- deterministic data order -----------------------------------------------------------------------
+
+
+def epoch_permutation(n: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The sample order ``(n,)`` of ``epoch``: a permutation seeded by ``(seed, epoch)``."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class EpochBatchSampler:
+    """DataLoader ``batch_sampler`` of ``(epoch, index)`` keys; a seeded permutation per epoch, resumable.
+
+    A global batch is the next ``batch_size * world_size`` entries of the epoch's permutation; rank
+    ``r`` takes every ``world_size``-th one from ``r`` (the DistributedSampler layout). The
+    incomplete last global batch is dropped. Call :meth:`set_epoch` before each ``iter(loader)``.
+    """
+
+    def __init__(self, n: int, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler layout: batch_size={batch_size}, rank={rank}, world_size={world_size}")
+        self.global_batch = batch_size * world_size
+        if n < self.global_batch:
+            raise ValueError(f"dataset has {n} samples, fewer than one global batch ({batch_size} x {world_size})")
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Steps in one epoch."""
+        return self.n // self.global_batch
+
+    def set_epoch(self, epoch: int, *, position: int = 0) -> None:
+        """Iterate ``epoch`` from ``position``, an index into its permutation (a multiple of the global batch)."""
+        if position % self.global_batch:
+            raise ValueError(f"position {position} is not a multiple of the global batch {self.global_batch}")
+        self.epoch, self.start_batch = epoch, position // self.global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch - self.start_batch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = epoch_permutation(self.n, seed=self.seed, epoch=self.epoch)
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            chunk = order[batch * self.global_batch : (batch + 1) * self.global_batch]
+            yield [(self.epoch, int(index)) for index in chunk[self.rank :: self.world_size]]
+
+
+class EpochKeyedDataset(Dataset):
+    """Items addressed by ``(epoch, index)``; with ``augment`` the occupied slots of each element are
+    shuffled with ``numpy.random.default_rng([seed, epoch, index])`` (never a global RNG)."""
+
+    def __init__(self, base: Dataset, *, seed: int, augment: bool) -> None:
+        self.base, self.seed, self.augment = base, seed, augment
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        item = dict(self.base[index])
+        if self.augment:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            coords = permute_slots(np.asarray(item["coords"]), rng=rng)  # (L, 9, 18, 3)
+            item["coords"] = torch.from_numpy(np.ascontiguousarray(coords))
+        return item
+
+
+def _collate(items: Sequence[Mapping]) -> dict:
+    """Stack items into the batch dict of ARCHITECTURE.md (non-tensor extras become lists)."""
+    return default_collate(list(items))
+
+
+def default_dataset(path: str, *, in_memory: bool) -> Dataset:
+    """``ase_unimat.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
+    from ase_unimat.dataset import UniMatDataset
+
+    return UniMatDataset(path, in_memory=in_memory)
+
+
+# -- processes and devices --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """Where this process sits: rank, world size, local rank (from torchrun's environment), device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    device: torch.device
+    started_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def start_processes(device: str = "auto") -> Processes:
+    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group if > 1.
+
+    The backend is NCCL on CUDA and gloo on CPU; ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but CUDA is not available")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(torch_device)
+    started = False
+    if world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        started = True
+    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started)
+
+
+class _LossForward(nn.Module):
+    """Routes ``model.loss`` through ``forward`` so DDP's gradient synchronisation hooks see it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        return self.model.loss(batch, generator=generator)
+
+
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+def step_seed(seed: int, step: int, rank: int, *, stream: int = TRAIN_STREAM) -> int:
+    """Seed of the diffusion noise of ``step`` on ``rank`` (a 63-bit integer from a SeedSequence).
+
+    ``stream`` separates training noise (0) from the fixed validation noise (1, step 0).
+    """
+    high, low = np.random.SeedSequence([seed, stream, step, rank]).generate_state(2)
+    return (int(high) << 31) ^ int(low)
+
+
+def _to_device(batch: Mapping, device: torch.device) -> dict:
+    return {
+        key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished :func:`train` call produced."""
+
+    step: int
+    epoch: int
+    out_dir: Path
+    checkpoint: Path
+    model: Path | None
+    loss: float
+    val_loss: float | None
+    wall_time: float
+
+
+def train(
+    config: Any,
+    *,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    max_steps: int | None = None,
+    stop_at: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    build_model: Callable[[Any], nn.Module] | None = None,
+    make_dataset: Callable[..., Dataset] | None = None,
+) -> TrainResult:
+    """Train (or continue training) a UniMat model.
+
+    Parameters
+    ----------
+    config
+        The ``UniMatConfig`` (``config.train`` holds the :class:`TrainOptions` fields).
+    out_dir
+        Folder for checkpoints, ``log.jsonl`` and ``model.pt``.
+    resume
+        Continue from the newest checkpoint in ``out_dir`` when there is one.
+    max_steps
+        Overrides ``config.train.max_steps`` (the length of the run and of the LR schedule).
+    stop_at
+        Stop (with a checkpoint) once this step is reached, leaving the schedule as for ``max_steps``;
+        a later call resumes. ``model.pt`` is exported only when ``max_steps`` is reached.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    progress
+        Show a tqdm bar on rank 0.
+    build_model, make_dataset
+        Defaults ``ase_unimat.diffusion.build_model`` and :func:`default_dataset` (``make_dataset(path,
+        in_memory=bool)``); pass others to train a different model or read other data.
+
+    Returns
+    -------
+    TrainResult
+    """
+    options = TrainOptions.from_config(config, max_steps=max_steps)
+    if build_model is None:
+        from ase_unimat.diffusion import build_model
+    make_dataset = make_dataset or default_dataset
+    out_dir = Path(out_dir)
+    threads_before = torch.get_num_threads()
+    procs = start_processes(device)
+    try:
+        _set_threads(options, procs)
+        return _Run(config, options, procs, out_dir, build_model, make_dataset).run(
+            resume=resume, progress=progress, stop_at=stop_at
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+        if procs.started_group:
+            torch.distributed.destroy_process_group()
+
+
+def _set_threads(options: TrainOptions, procs: Processes) -> None:
+    if options.num_threads:
+        torch.set_num_threads(options.num_threads)
+    elif procs.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs.local_world_size))
+
+
+class _Run:
+    """State of one training run; :meth:`run` reads top to bottom."""
+
+    def __init__(self, config, options: TrainOptions, procs: Processes, out_dir: Path, build_model, make_dataset):
+        self.config, self.options, self.procs, self.out_dir = config, options, procs, out_dir
+        self.device = procs.device
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(options.seed)  # identical initial weights on every rank
+        self.model = build_model(config).to(self.device)
+        self.ema = EMA(self.model, decay=options.ema_decay)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, options.weight_decay), lr=options.lr, betas=options.betas
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: warmup_cosine(
+                step, warmup_steps=options.warmup_steps, max_steps=options.max_steps, min_ratio=options.min_lr_ratio
+            ),
+        )
+        loss_module: nn.Module = _LossForward(self.model)
+        if procs.world_size > 1:
+            loss_module = nn.parallel.DistributedDataParallel(
+                loss_module,
+                device_ids=[self.device.index] if self.cuda else None,
+                find_unused_parameters=options.find_unused_parameters,
+            )
+        if options.compile and self.cuda:
+            loss_module = torch.compile(loss_module)
+        self.loss_module = loss_module
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and options.bf16 else nullcontext()
+        self.train_loader, self.sampler = self._train_loader(make_dataset)
+        self.val_loader = self._val_loader(make_dataset)
+        self.step = self.epoch = self.position = 0
+        self.wall_offset = 0.0
+        self.last_val: float | None = None
+
+    # -- data
+
+    def _loader_kwargs(self) -> dict:
+        workers = self.options.num_workers
+        if workers < 0:
+            workers = min(4, (os.cpu_count() or 1) // self.procs.local_world_size) if self.cuda else 0
+        return {
+            "num_workers": workers,
+            "pin_memory": self.cuda,
+            "persistent_workers": workers > 0,
+            "collate_fn": _collate,
+            # a private generator: creating an iterator must not draw from the global torch RNG
+            "generator": torch.Generator().manual_seed(self.options.seed),
+        }
+
+    def _train_loader(self, make_dataset) -> tuple[DataLoader, EpochBatchSampler]:
+        parts = [make_dataset(path, in_memory=self.options.in_memory) for path in self.options.train_path]
+        base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        sampler = EpochBatchSampler(
+            len(base),
+            batch_size=self.options.batch_size,
+            seed=self.options.seed,
+            rank=self.procs.rank,
+            world_size=self.procs.world_size,
+        )
+        keyed = EpochKeyedDataset(base, seed=self.options.seed, augment=self.options.augment)
+        return DataLoader(keyed, batch_sampler=sampler, **self._loader_kwargs()), sampler
+
+    def _val_loader(self, make_dataset) -> DataLoader | None:
+        if not self.options.val_path or not self.options.val_every:
+            return None
+        base = make_dataset(self.options.val_path, in_memory=self.options.in_memory)
+        keys = [(0, index) for index in range(self.procs.rank, len(base), self.procs.world_size)]
+        if self.options.val_batches:
+            keys = keys[: self.options.val_batches * self.options.batch_size]
+        keyed = EpochKeyedDataset(base, seed=self.options.seed, augment=False)
+        return DataLoader(keyed, sampler=keys, batch_size=self.options.batch_size, **self._loader_kwargs())
+
+    # -- checkpoints
+
+    def _checkpoint_state(self) -> dict:
+        rng = capture_rng_state()
+        rng_per_rank = [rng]
+        if self.procs.world_size > 1:
+            rng_per_rank = [None] * self.procs.world_size
+            torch.distributed.all_gather_object(rng_per_rank, rng)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": FORMAT_VERSION,
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_per_rank,
+            "step": self.step,
+            "epoch": self.epoch,
+            "epoch_position": self.position,
+            "world_size": self.procs.world_size,
+            "wall_time": self._wall(),
+        }
+
+    def save(self) -> Path:
+        """Write ``checkpoint_last.pt`` (and the kept ``checkpoint_<step>.pt``) on rank 0; all ranks wait."""
+        state = self._checkpoint_state()  # collective: every rank takes part
+        last = self.out_dir / LAST_NAME
+        if self.procs.is_main:
+            atomic_save(state, last)
+            keep = self.options.keep_every
+            if keep and self.step % keep == 0:
+                atomic_save(state, self.out_dir / step_name(self.step))
+        self.procs.barrier()
+        return last
+
+    def load(self, path: Path) -> None:
+        """Continue from checkpoint ``path``: weights, EMA, optimiser, scheduler, RNGs, data position."""
+        state = load_checkpoint(path, map_location="cpu")
+        saved = {k: v for k, v in state["config"].items() if k != "train"}
+        current = {k: v for k, v in config_to_dict(self.config).items() if k != "train"}
+        if saved != current:
+            raise ValueError(f"{path} was trained with a different model config; use another out dir or no resume")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng_states = state["rng"]
+        restore_rng_state(rng_states[self.procs.rank % len(rng_states)])
+        self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["epoch_position"])
+        if self.position % self.sampler.global_batch:  # another world size or batch: restart the epoch
+            self.position = 0
+        self.wall_offset = float(state.get("wall_time", 0.0))
+
+    # -- logging
+
+    def _wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.started
+
+    def log(self, record: dict) -> None:
+        if self.procs.is_main:
+            with open(self.out_dir / LOG_NAME, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _trim_log(self) -> None:
+        """Drop log lines past the resumed step (written by a run killed after its last checkpoint)."""
+        path = self.out_dir / LOG_NAME
+        if not (self.procs.is_main and path.is_file()):
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _log_step(line) <= self.step]
+        tmp = path.with_name(f".{LOG_NAME}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _reduce_mean(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        """Average per-step values over steps and ranks."""
+        keys = sorted(sums)
+        values = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
+        if self.procs.world_size > 1:
+            values = values.to(self.device)
+            torch.distributed.all_reduce(values)
+            values = values.cpu()
+        return {k: float(v) / float(values[-1]) for k, v in zip(keys, values[:-1].tolist(), strict=True)}
+
+    # -- validation
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean loss of the EMA model over the validation file, with a fixed noise seed."""
+        generator = torch.Generator(device=self.device).manual_seed(
+            step_seed(self.options.seed, 0, self.procs.rank, stream=VAL_STREAM)
+        )
+        total = torch.zeros(2, dtype=torch.float64)
+        for batch in self.val_loader:
+            batch = _to_device(batch, self.device)
+            with self.autocast:
+                loss, _ = self.ema.module.loss(batch, generator=generator)
+            n = len(batch["natoms"]) if "natoms" in batch else len(batch["coords"])
+            total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+        if self.procs.world_size > 1:
+            total = total.to(self.device)
+            torch.distributed.all_reduce(total)
+            total = total.cpu()
+        return float(total[0] / total[1])
+
+    # -- training
+
+    def run(self, *, resume: bool, progress: bool, stop_at: int | None) -> TrainResult:
+        self.started = time.perf_counter()
+        if self.procs.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_tmp(self.out_dir)
+        self.procs.barrier()
+        previous = latest_checkpoint(self.out_dir) if resume else None
+        if previous is not None:
+            self.load(previous)
+            self._trim_log()
+        elif self.procs.is_main:
+            (self.out_dir / LOG_NAME).unlink(missing_ok=True)
+        options = self.options
+        end = options.max_steps if stop_at is None else min(stop_at, options.max_steps)
+        generator = torch.Generator(device=self.device)
+        bar = _progress_bar(options.max_steps, self.step, enabled=progress and self.procs.is_main)
+        sums: dict[str, float] = {}
+        count, tick, loss_value = 0, time.perf_counter(), float("nan")
+        self.model.train()
+        while self.step < end:
+            self.sampler.set_epoch(self.epoch, position=self.position)
+            for batch in self.train_loader:
+                batch = _to_device(batch, self.device)
+                generator.manual_seed(step_seed(options.seed, self.step, self.procs.rank))
+                with self.autocast:
+                    loss, terms = self.loss_module(batch, generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step}; stopping")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip = options.grad_clip if options.grad_clip > 0 else math.inf
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+                self.optimizer.step()
+                self.scheduler.step()
+                self.ema.update(self.model)
+                self.step += 1
+                self.position += self.sampler.global_batch
+                if self.position >= self.sampler.batches_per_epoch * self.sampler.global_batch:
+                    self.epoch, self.position = self.epoch + 1, 0
+                loss_value = float(loss.detach())
+                for key, value in {"loss": loss_value, **terms, "grad_norm": grad_norm}.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                count += 1
+                bar.update(1)
+                done = self.step >= end
+                if self.step % options.log_every == 0 or done:
+                    means = self._reduce_mean(sums, count)
+                    now = time.perf_counter()
+                    record = {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        **means,
+                        "samples_per_s": count * self.sampler.global_batch / max(now - tick, 1e-9),
+                        "wall_time": self._wall(),
+                    }
+                    self.log(record)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
+                    sums, count, tick = {}, 0, now
+                paused = time.perf_counter()  # validation and saving do not count in samples/s
+                finished = self.step >= options.max_steps
+                if self.val_loader is not None and (self.step % options.val_every == 0 or finished):
+                    self.last_val = self.validate()
+                    self.log(
+                        {"step": self.step, "epoch": self.epoch, "val_loss": self.last_val, "wall_time": self._wall()}
+                    )
+                if self.step % options.checkpoint_every == 0 or done:
+                    self.save()
+                tick += time.perf_counter() - paused
+                if done:
+                    break
+        bar.close()
+        last = self.out_dir / LAST_NAME
+        if not last.is_file() and self.procs.is_main:
+            raise RuntimeError(f"no checkpoint in {self.out_dir}: nothing was trained")
+        finished = self.step >= options.max_steps
+        model_path = export_model(last, self.out_dir) if finished and self.procs.is_main else None
+        self.procs.barrier()
+        return TrainResult(
+            step=self.step,
+            epoch=self.epoch,
+            out_dir=self.out_dir,
+            checkpoint=last,
+            model=model_path,
+            loss=loss_value,
+            val_loss=self.last_val,
+            wall_time=self._wall(),
+        )
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on matrices and kernels (ndim >= 2), none on biases, norms and embeddings' 1-D params."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _log_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _progress_bar(total: int, initial: int, *, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
