@@ -106,6 +106,10 @@ class RunStore:
             return set()
         return {p.stem for p in self.records_dir.glob("*.json")}
 
+    def finished_indices(self) -> set[int]:
+        """Seed indices with a finished record (from each record's ``seed_info["index"]``)."""
+        return {int(record["seed_info"]["index"]) for record in self.records()}
+
     def save(self, result: RelaxResult, *, symprec: float = 0.1) -> dict[str, Any]:
         """Write the ``.res`` (successful seeds) and then the JSON record of ``result``; returns the record."""
         if result.ok:

@@ -1,0 +1,353 @@
+"""The ``Search`` object: seeds in, relaxed and ranked structures out (the loop behind ``unimat-airss``).
+
+In the manner of ASE's optimizers: :meth:`Search.irun` is a generator yielding each finished
+relaxation as it completes, :meth:`Search.run` runs it to the end and returns the ranking, and
+:meth:`Search.attach` registers observers called every ``interval`` finished relaxations.
+
+Seed ``k`` of a run is fully determined by ``(run_seed, k)``: its number of formula units
+(:func:`formula_units_of`), its source (the mixing allocation) and its structure. With an ``out``
+directory every finished seed is stored at once (see :mod:`ase_unimat.search.store`), so running
+the same search again continues where it stopped and a larger ``n`` adds seeds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ase_unimat.formula import FormulaError, format_formula, parse_formula
+from ase_unimat.search.calculators import check_calculator_spec, describe_calculator, get_calculator
+from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
+from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax, relax_task
+from ase_unimat.search.store import RunStore
+
+
+class SearchError(ValueError):
+    """Options of a search that cannot work (the message says which and why)."""
+
+
+def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
+    """``2`` -> ``(2, 2)``, ``(1, 4)`` or ``"1-4"`` -> ``(1, 4)``; raises :class:`SearchError` otherwise."""
+    try:
+        if isinstance(value, str):
+            low, _, high = value.strip().partition("-")
+            bounds = (int(low), int(high or low))
+        elif isinstance(value, int):
+            bounds = (value, value)
+        else:
+            low, high = value
+            bounds = (int(low), int(high))
+    except (TypeError, ValueError):
+        raise SearchError(f"formula units must be an integer or a range like 1-4, got {value!r}") from None
+    if bounds[0] < 1 or bounds[1] < bounds[0] or bounds[1] > 64:
+        raise SearchError(f"formula units range must satisfy 1 <= low <= high <= 64, got {bounds[0]}-{bounds[1]}")
+    return bounds
+
+
+def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> int:
+    """Formula units of seed ``index``: uniform in ``bounds``, a function of ``(run_seed, index)`` only."""
+    from ase_unimat.search.seeds import seed_rng
+
+    low, high = bounds
+    if low == high:
+        return low
+    return int(seed_rng(run_seed, "formula-units", index).integers(low, high + 1))
+
+
+class Search:
+    """An AIRSS-style search: make seeds, relax each with a calculator, unite duplicates and rank.
+
+    Parameters
+    ----------
+    formula
+        Composition to search (``"Mg2SiO4"`` or counts), or the path of an AIRSS ``.cell`` seed file
+        (then the cell file's directives decide composition and seeds).
+    calculator
+        A calculator spec (``"emt"``, ``"chgnet"``, ``"espresso"``, ``"module:factory"``), an ASE
+        calculator object or a factory; see :func:`~ase_unimat.search.calculators.get_calculator`.
+    calculator_options
+        Keyword options of a named calculator or factory.
+    seeds
+        Seed spec: ``"unimat"``, ``"random"``, ``"template"``, ``"mixed:0.7"`` or
+        ``"unimat:0.5,template:0.3,random:0.2"``; or any ``SeedSource`` object.
+    n
+        Number of seeds (indices ``0 .. n-1``).
+    formula_units
+        Formula units per cell: an int or an inclusive range ``(low, high)``; ignored with a ``.cell``.
+    pressure, fmax, max_steps, optimizer, time_limit
+        Relaxation settings (GPa, eV/Å, steps, ``"FIRE"``/``"BFGS"``, seconds per seed or None).
+    workers
+        Local worker processes (1: relax in this process). With ``executor`` given, the number of
+        seeds kept in flight is ``2 * workers``.
+    executor
+        Any ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client(...).get_executor()``).
+    out
+        Run directory for results and resuming (``None``: keep results in memory only).
+    run_seed
+        The seed of the whole run.
+    model, template_reference
+        UniMat model (path or object) and template reference set for those seed sources.
+    db
+        Also write the unique structures to this ASE database after :meth:`run`.
+    plot
+        Also draw the report PNGs into ``out/report`` after :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        formula: str | Mapping[str, int] | Path | None = None,
+        *,
+        calculator: Any,
+        calculator_options: Mapping[str, Any] | None = None,
+        seeds: Any = "unimat",
+        n: int = 10,
+        formula_units: int | Sequence[int] | str = (1, 4),
+        pressure: float = 0.0,
+        fmax: float = 0.05,
+        max_steps: int = 500,
+        optimizer: str = "FIRE",
+        time_limit: float | None = None,
+        workers: int = 1,
+        executor: cf.Executor | None = None,
+        out: str | Path | None = None,
+        run_seed: int = 0,
+        model: Any = None,
+        template_reference: Any = None,
+        db: str | Path | None = None,
+        plot: bool = False,
+    ) -> None:
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise SearchError(f"n must be a non-negative integer, got {n!r}")
+        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+            raise SearchError(f"workers must be a positive integer, got {workers!r}")
+        if isinstance(run_seed, bool) or int(run_seed) != run_seed or run_seed < 0:
+            raise SearchError(f"run seed must be a non-negative integer, got {run_seed!r}")
+        try:
+            self.settings = RelaxSettings(
+                pressure=float(pressure),
+                fmax=float(fmax),
+                max_steps=int(max_steps),
+                optimizer=str(optimizer).upper(),
+                time_limit=None if time_limit is None else float(time_limit),
+            )
+        except ValueError as err:
+            raise SearchError(str(err)) from None
+        check_calculator_spec(calculator)
+        self.calculator = calculator
+        self.calculator_options = dict(calculator_options or {})
+        self.n = int(n)
+        self.workers = int(workers)
+        self.executor = executor
+        self.out = Path(out) if out is not None else None
+        self.run_seed = int(run_seed)
+        self.db = Path(db) if db is not None else None
+        self.plot = bool(plot)
+        self.cell_file, self.counts = _target(formula)
+        self.formula_units = (1, 1) if self.cell_file else parse_formula_units(formula_units)
+        self.seed_spec = seeds
+        self.model = model
+        self.template_reference = template_reference
+        self.source = self._seed_source()
+        self.results: list[RelaxResult] = []  # relaxations finished by this object (not earlier runs)
+        self.last_result: RelaxResult | None = None
+        self.ranking: Ranking | None = None
+        self.observers: list[tuple[Callable[..., Any], int, tuple, dict]] = []
+
+    # -- observers -------------------------------------------------------------------------------
+    def attach(self, function: Callable[..., Any], interval: int = 1, *args: Any, **kwargs: Any) -> None:
+        """Call ``function(*args, **kwargs)`` after every ``interval`` finished relaxations.
+
+        Inside the call, ``search.last_result`` is the relaxation just finished and
+        ``search.results`` all finished so far in this run.
+        """
+        if int(interval) < 1:
+            raise SearchError(f"observer interval must be >= 1, got {interval}")
+        self.observers.append((function, int(interval), args, kwargs))
+
+    def _call_observers(self) -> None:
+        done = len(self.results)
+        for function, interval, args, kwargs in self.observers:
+            if done % interval == 0:
+                function(*args, **kwargs)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def irun(self) -> Iterator[RelaxResult]:
+        """Relax every seed not yet finished, yielding each result as it completes."""
+        store = self._open_store()
+        done = store.finished_indices() if store else set()
+        pending = [k for k in range(self.n) if k not in done]
+        if self.executor is None and self.workers == 1:
+            yield from self._run_serial(pending, store)
+            return
+        if self.executor is not None:
+            yield from self._run_executor(self.executor, pending, store)
+            return
+        import multiprocessing
+
+        from ase_unimat.search.threads import init_worker
+
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker) as pool:
+            yield from self._run_executor(pool, pending, store)
+
+    def run(self) -> Ranking:
+        """Run the search to the end and return the ranking of every finished seed of the run."""
+        for _ in self.irun():
+            pass
+        return self.rank()
+
+    def rank(self) -> Ranking:
+        """Unite duplicates and rank all finished seeds (from ``out`` when set); write the outputs."""
+        store = RunStore(self.out) if self.out is not None else None
+        results = store.results() if store else list(self.results)
+        self.ranking = rank(results)
+        if self.out is not None:
+            write_csv(self.ranking, self.out / "ranked.csv")
+            write_unique_res(self.ranking, self.out / "unique")
+            if self.plot:
+                from ase_unimat.search.report import make_report
+
+                make_report(self.out)
+        if self.db is not None:
+            write_database(self.ranking, self.db)
+        return self.ranking
+
+    def _run_serial(self, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
+        calculator = None
+        for seed, index in self._seeds(pending, chunk=8):
+            if calculator is None:
+                calculator = get_calculator(self.calculator, **self.calculator_options)
+            result = relax(seed.atoms, calculator, self.settings, id=seed.id, source=seed.source)
+            yield self._finish(result, index, store)
+
+    def _run_executor(self, executor: cf.Executor, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
+        in_flight = 2 * self.workers
+        seeds = self._seeds(pending, chunk=in_flight)
+        running: dict[cf.Future, int] = {}
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(running) < in_flight:
+                    try:
+                        seed, index = next(seeds)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    running[executor.submit(relax_task, self._task(seed))] = index
+                if not running:
+                    return
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    index = running.pop(future)
+                    yield self._finish(future.result(), index, store)
+        finally:
+            for future in running:
+                future.cancel()
+
+    def _task(self, seed: Any) -> RelaxTask:
+        return RelaxTask(
+            id=seed.id,
+            source=seed.source,
+            atoms=seed.atoms,
+            calculator=self.calculator,
+            calculator_options=tuple(sorted(self.calculator_options.items())),
+            settings=self.settings,
+        )
+
+    def _finish(self, result: RelaxResult, index: int, store: RunStore | None) -> RelaxResult:
+        result.seed_info["index"] = int(index)
+        if store is not None:
+            store.save(result)
+        self.results.append(result)
+        self.last_result = result
+        self._call_observers()
+        return result
+
+    # -- seeds -----------------------------------------------------------------------------------
+    def _seeds(self, indices: list[int], *, chunk: int) -> Iterator[tuple[Any, int]]:
+        """Seeds for ``indices`` in order, made ``chunk`` at a time (one ``make`` call per formula-unit group)."""
+        for start in range(0, len(indices), max(1, chunk)):
+            block = indices[start : start + chunk]
+            groups: dict[int, list[int]] = {}
+            for k in block:
+                groups.setdefault(formula_units_of(k, self.formula_units, run_seed=self.run_seed), []).append(k)
+            made: dict[int, Any] = {}
+            for units, group in groups.items():
+                counts = {symbol: c * units for symbol, c in self.counts.items()}
+                made.update(zip(group, self.source.make(counts, group, run_seed=self.run_seed), strict=True))
+            for k in block:
+                yield made[k], k
+
+    def _seed_source(self) -> Any:
+        if not isinstance(self.seed_spec, str):
+            if not hasattr(self.seed_spec, "make"):
+                raise SearchError(f"seeds must be a spec string or a SeedSource, got {self.seed_spec!r}")
+            return self.seed_spec
+        from ase_unimat.search.seeds import make_seed_sources
+
+        spec = "cell" if self.cell_file and self.seed_spec in ("random", "cell") else self.seed_spec
+        return make_seed_sources(
+            spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec()
+        )
+
+    def _cell_spec(self) -> Any:
+        if self.cell_file is None:
+            return None
+        from ase_unimat.search.buildcell import read_cell
+
+        return read_cell(self.cell_file)
+
+    # -- run directory ---------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """The options that decide this search's results (stored in ``out/manifest.json``)."""
+        target: dict[str, Any]
+        if self.cell_file is not None:
+            digest = hashlib.sha256(self.cell_file.read_bytes()).hexdigest()
+            target = {"cell_file": self.cell_file.name, "cell_sha256": digest}
+        else:
+            target = {"counts": dict(sorted(self.counts.items()))}
+        seeds = self.seed_spec if isinstance(self.seed_spec, str) else f"object:{type(self.seed_spec).__qualname__}"
+        return {
+            "target": target,
+            "seeds": seeds,
+            "formula_units": list(self.formula_units),
+            "run_seed": self.run_seed,
+            "calculator": describe_calculator(self.calculator),
+            "calculator_options": json.loads(json.dumps(self.calculator_options, default=str)),
+            "settings": dataclasses.asdict(self.settings),
+            "model": None if self.model is None else str(self.model),
+            "template_reference": None if self.template_reference is None else str(self.template_reference),
+            "n": self.n,
+        }
+
+    def _open_store(self) -> RunStore | None:
+        if self.out is None:
+            return None
+        store = RunStore(self.out)
+        store.open(self.manifest())
+        return store
+
+
+def _target(formula: Any) -> tuple[Path | None, dict[str, int]]:
+    """(cell file or None, reduced element counts) of the ``formula`` argument."""
+    if isinstance(formula, Path) or (isinstance(formula, str) and formula.strip().lower().endswith(".cell")):
+        path = Path(formula)
+        if not path.is_file():
+            raise SearchError(f"seed file {path} not found")
+        from ase_unimat.search.buildcell import read_cell
+
+        return path, dict(read_cell(path).counts)
+    if isinstance(formula, Mapping):
+        counts = {str(k): int(v) for k, v in formula.items()}
+        parse_formula(format_formula(counts))  # validates element symbols and counts
+        if min(counts.values(), default=0) < 1:
+            raise FormulaError(f"element counts must be positive, got {counts}")
+        return None, counts
+    if formula is None:
+        raise SearchError("give a formula (e.g. 'Mg2SiO4') or an AIRSS .cell seed file")
+    return None, parse_formula(str(formula))

@@ -1,0 +1,262 @@
+"""``unimat-airss``: AIRSS-style relax-and-rank search with any ASE calculator, and its report.
+
+Click structure: a group whose default command is ``run``, so ``unimat-airss --formula F ...`` and
+``unimat-airss run --formula F ...`` are the same; ``unimat-airss report DIR`` re-ranks a run
+directory and draws its pictures.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXAMPLES = """
+\b
+Examples:
+  unimat-airss --formula Mg2SiO4 --formula-units 1-2 -n 50 --calc chgnet --workers 2
+  unimat-airss --formula SiO2 -n 20 --seeds mixed:0.7 --calc chgnet --pressure 10 --out sio2_10GPa
+  unimat-airss --formula NaCl -n 30 --seeds unimat:0.5,template:0.3,random:0.2 --calc chgnet --plot
+  unimat-airss --cell Al2O3.cell -n 40 --seeds random --calc emt --out al2o3
+  unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calc espresso --time-limit 600
+  unimat-airss --formula CuAu -n 100 --seeds random --calc emt --scheduler tcp://10.0.0.5:8786
+  unimat-airss report sio2_10GPa
+"""
+
+
+class _FormulaUnits(click.ParamType):
+    """``2`` or an inclusive range ``1-4``."""
+
+    name = "N|LOW-HIGH"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        from ase_unimat.search.search import SearchError, parse_formula_units
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_formula_units(str(value))
+        except SearchError as err:
+            self.fail(str(err), param, ctx)
+
+
+class _RunByDefault(click.Group):
+    """A group that runs ``run`` when the first argument names no sub-command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_RunByDefault, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Crystal-structure search: make seeds (UniMat, random, templates), relax them, unite and rank.
+
+    Without a sub-command the options go to ``run`` (see ``unimat-airss run --help``); ``report DIR``
+    re-ranks a finished or interrupted run directory and draws its PNG pictures.
+    """
+
+
+@main.command("run", epilog=EXAMPLES)
+@click.option("--formula", type=str, default=None, help="Composition to search, e.g. Mg2SiO4 (or give --cell).")
+@click.option(
+    "--cell",
+    "cell_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="AIRSS buildcell seed file (#SPECIES/#NATOM/#MINSEP/...) instead of --formula.",
+)
+@click.option(
+    "--formula-units",
+    type=_FormulaUnits(),
+    default="1-4",
+    show_default=True,
+    help="Formula units per cell: N or a range LOW-HIGH (drawn per seed, reproducibly).",
+)
+@click.option("-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of seeds in the run.")
+@click.option(
+    "--seeds",
+    type=str,
+    default="unimat",
+    show_default=True,
+    help="Seed sources: unimat, random, template, mixed:F (F unimat, rest random) or weights like "
+    "unimat:0.5,template:0.3,random:0.2.",
+)
+@click.option(
+    "--calc",
+    type=str,
+    default="chgnet",
+    show_default=True,
+    help="Calculator: emt, chgnet, sevenn, espresso or module:factory (your own).",
+)
+@click.option("--pressure", type=float, default=0.0, show_default=True, help="External pressure in GPa.")
+@click.option(
+    "--fmax",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Force tolerance (eV/Å).",
+)
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), default=500, show_default=True, help="Optimizer steps per seed."
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["FIRE", "BFGS"], case_sensitive=False),
+    default="FIRE",
+    show_default=True,
+    help="ASE optimizer on the FrechetCellFilter.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-time limit per seed in seconds (a seed past it is recorded as failed).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes (one BLAS/torch thread each).",
+)
+@click.option("--scheduler", type=str, default=None, help="Dask scheduler address (tcp://HOST:PORT) to relax on.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory (rerun the same command to resume).  [default: airss_<formula>]",
+)
+@click.option("--seed", "run_seed", type=click.IntRange(min=0), default=0, show_default=True, help="Run seed.")
+@click.option(
+    "--model",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="UniMat model (checkpoint or folder) for unimat seeds  [default: bundled model].",
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Reference structures (HDF5 or CIF folder) for template seeds  [default: bundled].",
+)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write an ASE database.")
+@click.option("--plot", is_flag=True, help="Draw the report PNGs into OUT/report.")
+@click.option("--quiet", is_flag=True, help="Print only the final table.")
+def run_command(**options: Any) -> None:
+    """Relax N seeds of a formula (or .cell file) and print the ranked, deduplicated structures.
+
+    Writes one AIRSS .res per relaxed seed (OUT/res), the unique structures with their times found
+    (OUT/unique), the ranking (OUT/ranked.csv); rerunning the same command resumes, a larger -n adds
+    seeds.
+    """
+    formula, cell_file = options["formula"], options["cell_file"]
+    if (formula is None) == (cell_file is None):
+        raise click.ClickException("give exactly one of --formula or --cell")
+    pressure = options["pressure"]
+    if not math.isfinite(pressure) or not -100 <= pressure <= 10000:
+        raise click.ClickException(f"pressure must be a finite number between -100 and 10000 GPa, got {pressure}")
+    label = Path(cell_file).stem if cell_file else "".join(formula.split())
+    out = options["out"] or Path(f"airss_{label}")
+    client = None
+    try:
+        from ase_unimat.search.search import Search
+
+        executor = None
+        workers = options["workers"]
+        if options["scheduler"]:
+            client, executor = _dask_executor(options["scheduler"])
+            workers = max(workers, sum(client.nthreads().values()))
+        search = Search(
+            cell_file if cell_file else formula,
+            calculator=options["calc"],
+            seeds=options["seeds"],
+            n=options["n"],
+            formula_units=options["formula_units"],
+            pressure=pressure,
+            fmax=options["fmax"],
+            max_steps=options["max_steps"],
+            optimizer=options["optimizer"],
+            time_limit=options["time_limit"],
+            workers=workers,
+            executor=executor,
+            out=out,
+            run_seed=options["run_seed"],
+            model=options["model"],
+            template_reference=options["templates"],
+            db=options["db"],
+            plot=options["plot"],
+        )
+        if not options["quiet"]:
+            search.attach(_progress_printer(search))
+        ranking = search.run()
+    except (ValueError, OSError, ImportError) as err:
+        raise click.ClickException(_one_line(err)) from None
+    finally:
+        if client is not None:
+            client.close()
+    from ase_unimat.search.rank import format_table
+
+    click.echo(format_table(ranking))
+    click.echo(f"results in {out}/ (ranked.csv, res/, unique/{', report/' if options['plot'] else ''})")
+
+
+@main.command("report", epilog=EXAMPLES)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the PNGs  [default: RUN_DIR/report].",
+)
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Rows of the table to print.")
+def report_command(run_dir: Path, out: Path | None, top: int) -> None:
+    """Re-rank a run directory (finished or not), print its table and draw its PNG pictures."""
+    try:
+        from ase_unimat.search.rank import format_table, rank, write_csv
+        from ase_unimat.search.report import make_report
+        from ase_unimat.search.store import RunStore
+
+        store = RunStore(run_dir)
+        if not store.manifest_path.is_file():
+            raise ValueError(f"{run_dir} is not a unimat-airss run directory (no manifest.json)")
+        ranking = rank(store.results())
+        write_csv(ranking, run_dir / "ranked.csv")
+        click.echo(format_table(ranking, limit=top))
+        paths = make_report(run_dir, out=out)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(_one_line(err)) from None
+    click.echo("pictures: " + ", ".join(str(p) for p in paths))
+
+
+def _progress_printer(search: Any) -> Any:
+    def show() -> None:
+        r = search.last_result
+        status = f"H={r.enthalpy:.4f} eV {r.spacegroup or ''}" if r.ok else f"FAILED: {r.reason}"
+        click.echo(f"[{len(search.results)}] {r.id} {r.steps} steps {r.wall_time:.1f} s {status}", err=True)
+
+    return show
+
+
+def _dask_executor(address: str) -> tuple[Any, Any]:
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ImportError("--scheduler needs dask[distributed] (pip install 'dask[distributed]')") from None
+    try:
+        client = Client(address, timeout=20)
+    except OSError as err:
+        raise OSError(f"cannot reach Dask scheduler {address}: {err}") from None
+    return client, client.get_executor()
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text
+
+
+if __name__ == "__main__":
+    main()
