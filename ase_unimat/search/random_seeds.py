@@ -57,6 +57,7 @@ class RandomSeedOptions:
     slack: float = 0.0
     overlap: float = 0.0
     compact: bool = False  # Niggli-reduce P1 cells (AIRSS #COMPACT)
+    cell: tuple[tuple[float, ...], ...] | None = None  # fixed cell rows (AIRSS #FIX); P1 only
     packing: float = PACKING
     angle_range: tuple[float, float] = (60.0, 120.0)
     max_length_ratio: float = 3.0
@@ -82,6 +83,8 @@ class RandomSeedOptions:
             raise SeedSourceError(f"volume spread must be in [0, 1), got {self.volume_spread}")
         if self.symmops is not None and not 1 <= self.symmops[0] <= self.symmops[1]:
             raise SeedSourceError(f"SYMMOPS range must be 1 <= N <= M, got {self.symmops}")
+        if self.cell is not None and self.symmops not in (None, (1, 1)):
+            raise SeedSourceError("a fixed cell cannot be combined with SYMMOPS")
         if self.max_attempts < 1 or self.tries_per_atom < 1:
             raise SeedSourceError("max_attempts and tries_per_atom must be positive")
 
@@ -95,6 +98,9 @@ class RandomSeedOptions:
     def volume_range(self, counts: Mapping[str, int]) -> tuple[float, float]:
         """(lowest, highest) cell volume of ``counts`` in A^3."""
         natoms = sum(counts.values())
+        if self.cell is not None:
+            volume = abs(float(np.linalg.det(np.array(self.cell))))
+            return volume, volume
         if self.volume_per_atom is None:
             v = estimate_volume(counts, packing=self.packing) / natoms
             lo, hi = v, v
@@ -243,7 +249,7 @@ def random_cell(volume: float, *, options: RandomSeedOptions, rng: np.random.Gen
 
 def _try_p1(counts, minsep, place, accept, volume, options, rng) -> Atoms | None:
     """One attempt at a P1 structure; None when the cell or the placement fails."""
-    cell = random_cell(volume, options=options, rng=rng)
+    cell = np.array(options.cell) if options.cell is not None else random_cell(volume, options=options, rng=rng)
     if cell is None:
         return None
     shifts = _image_shifts(cell, float(minsep.max()))
