@@ -1,0 +1,299 @@
+"""User entry points: load a trained model, ``generate()`` structures, an ASE-GA start generator.
+
+>>> from ase_unimat import generate
+>>> structures = generate("Mg2SiO4", n=10, formula_units=2, seed=0)   # doctest: +SKIP
+
+Sample ``i`` uses seed ``seed + i`` (or ``seeds[i]``), so ``generate(f, n=1, seed=s)`` reproduces
+any one structure of a larger run, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ase_unimat.formula import FormulaError, composition_grid, format_formula, parse_formula
+
+DEFAULT_MODEL = "unimat-mp20"
+MODEL_FILE = "model.pt"
+
+
+def models_dirs() -> list[Path]:
+    """Folders searched for named models: the repository's ``models/`` and the installed copy."""
+    here = Path(__file__).resolve().parent
+    return [d for d in (here.parent / "models", here / "_models") if d.is_dir()]
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """The checkpoint file behind a path (file or model folder) or a model name in ``models/``."""
+    name = DEFAULT_MODEL if model is None else model
+    candidates = [Path(name)]
+    if model is None or not Path(name).exists():
+        candidates += [d / str(name) for d in models_dirs()]
+    for path in candidates:
+        if path.is_file():
+            return path
+        if path.is_dir() and (path / MODEL_FILE).is_file():
+            return path / MODEL_FILE
+    if model is None:
+        raise FileNotFoundError(
+            f"no default model: models/{DEFAULT_MODEL}/{MODEL_FILE} does not exist yet; pass model= a "
+            f"checkpoint file (.pt) or a model folder (containing {MODEL_FILE})"
+        )
+    raise FileNotFoundError(f"model {str(model)!r} not found: expected a .pt checkpoint, a folder with {MODEL_FILE}, "
+                            f"or a model name in {[str(d) for d in models_dirs()]}")
+
+
+def resolve_device(device: str | None = "auto"):
+    """``"auto"``: CUDA when available, else CPU; otherwise the named torch device."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(model=None, *, device: str = "auto"):
+    """A :class:`~ase_unimat.diffusion.UniMatModel` in eval mode, from a path, a name or a model object.
+
+    Parameters
+    ----------
+    model
+        A ``UniMatModel`` (returned as is, moved to ``device``), a checkpoint file written by the
+        trainer (its EMA weights are used), an exported ``model.pt``, a folder holding one, the name
+        of a folder in ``models/``, or None for the default model ``models/unimat-mp20/``.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    """
+    import torch
+
+    from ase_unimat.config import from_dict
+    from ase_unimat.diffusion import UniMatModel, build_model
+
+    dev = resolve_device(device)
+    if isinstance(model, UniMatModel):
+        return model.to(dev).eval()
+    path = resolve_model_path(model)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "config" not in state or not ({"ema", "model"} & set(state)):
+        raise ValueError(f"{path} is not an ase-unimat checkpoint (needs 'config' and 'ema' or 'model')")
+    net = build_model(from_dict(state["config"]))
+    net.load_state_dict(state["ema"] if "ema" in state else state["model"])
+    net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
+    return net.to(dev).eval()
+
+
+def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
+    """(9, 18) count grid of ``counts``, checked against what the model can generate."""
+    if not counts:
+        raise FormulaError("empty formula")
+    grid = composition_grid(counts)
+    too_many = {s: n for s, n in counts.items() if n > model.n_slots}
+    if too_many:
+        raise FormulaError(
+            f"{format_formula(too_many)}: more than L = {model.n_slots} atoms of one element; "
+            "use fewer formula units"
+        )
+    seen = model.seen_elements.cpu().numpy()
+    if seen.any():
+        unseen = [s for s in counts if not seen[grid_cell(s)]]
+        if unseen:
+            raise FormulaError(f"element(s) {', '.join(unseen)} never appeared in this model's training data")
+    return grid
+
+
+def grid_cell(symbol: str) -> tuple[int, int]:
+    from ase_unimat.periodic_table import cell_of, symbol_to_z
+
+    return cell_of(symbol_to_z(symbol))
+
+
+def _counts(formula: str | Mapping[str, int], formula_units: int) -> dict[str, int]:
+    if isinstance(formula, Mapping):
+        if isinstance(formula_units, bool) or int(formula_units) != formula_units or formula_units < 1:
+            raise FormulaError(f"formula units must be a positive integer, got {formula_units!r}")
+        counts = {}
+        for symbol, n in formula.items():
+            if isinstance(n, bool) or int(n) != n or n < 1:
+                raise FormulaError(f"count of {symbol} must be a positive integer, got {n!r}")
+            counts[str(symbol)] = int(n) * int(formula_units)
+        composition_grid(counts)  # unknown symbols raise FormulaError
+        return counts
+    return parse_formula(formula, formula_units=formula_units)
+
+
+def generate(
+    formula: str | Mapping[str, int],
+    n: int = 10,
+    *,
+    formula_units: int = 1,
+    model=None,
+    guidance: float | None = None,
+    steps: int | None = None,
+    sampler: str = "ddim",
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> list[Atoms]:
+    """Sample ``n`` crystal structures of one composition.
+
+    Parameters
+    ----------
+    formula
+        ``"Mg2SiO4"`` or ``{"Mg": 2, "Si": 1, "O": 4}``.
+    n
+        Number of structures (ignored when ``seeds`` is given).
+    formula_units
+        Formula units per cell.
+    model
+        Model path, name or object (see :func:`load_model`); None for the bundled default.
+    guidance
+        Classifier-free guidance weight (dense network; default from the model's config).
+    steps
+        Sampler steps (default from the model's config).
+    sampler
+        ``"ddim"`` (deterministic, few steps) or ``"ancestral"``.
+    seed, seeds
+        Sample ``i`` uses ``seeds[i]`` if given, else ``seed + i``.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+    batch_size
+        Structures sampled together.
+
+    Returns
+    -------
+    list of ase.Atoms
+        ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``.
+    """
+    import torch
+
+    from ase_unimat.sampler import get_sampler, to_atoms
+
+    sample = get_sampler(sampler)
+    if seeds is None:
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        seeds = [int(seed) + i for i in range(int(n))]
+    seeds = [int(s) for s in seeds]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    counts = _counts(formula, formula_units)
+    net = load_model(model, device=device)
+    grid = composition_for(net, counts)
+    cfg = net.config.diffusion
+    steps = cfg.default_steps if steps is None else int(steps)
+    guidance = cfg.default_guidance if guidance is None else float(guidance)
+    dev = next(net.parameters()).device
+    name = getattr(net, "model_name", net.config.name)
+    composition = torch.as_tensor(grid, dtype=torch.float32)
+    structures: list[Atoms] = []
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start : start + batch_size]
+        coords, lattice = sample(
+            net, composition.expand(len(chunk), -1, -1).to(dev), seeds=chunk, steps=steps, guidance=guidance, device=dev
+        )
+        info = [
+            {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat"}
+            for s in chunk
+        ]
+        structures.extend(to_atoms(coords, lattice, info=info))
+    return structures
+
+
+class UniMatStartGenerator:
+    """Drop-in for ``ase_ga.startgenerator.StartGenerator`` that proposes UniMat structures.
+
+    ``StartGenerator(slab, blocks, blmin, number_of_variable_cell_vectors=3, ...)`` scripts work
+    with this class in place of it: ``get_new_candidate()`` returns one new periodic Atoms per call.
+    ``slab`` must hold no atoms (bulk crystals); its ``pbc`` is kept, and when
+    ``number_of_variable_cell_vectors`` is 0 the slab's cell replaces the generated one (the
+    fractional coordinates are kept). ``blocks`` are single atoms: ``[("Ag", 24)]``, ``["Ag"] * 24``
+    or atomic numbers. With ``blmin`` (``{(Z1, Z2): distance}``), candidates with two atoms closer
+    than that are skipped (up to ``maxiter`` tries). Candidate ``k`` uses seed ``seed + k``.
+    """
+
+    def __init__(
+        self,
+        slab: Atoms,
+        blocks,
+        blmin: Mapping[tuple[int, int], float] | None = None,
+        number_of_variable_cell_vectors: int = 3,
+        *,
+        model=None,
+        guidance: float | None = None,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        seed: int = 0,
+        device: str = "auto",
+        batch_size: int = 16,
+    ) -> None:
+        if len(slab) > 0:
+            raise ValueError("UniMatStartGenerator builds bulk crystals: the slab must hold no atoms")
+        if number_of_variable_cell_vectors not in (0, 3):
+            raise ValueError("number_of_variable_cell_vectors must be 3 (generated cell) or 0 (slab's cell)")
+        if number_of_variable_cell_vectors == 0 and slab.cell.rank != 3:
+            raise ValueError("number_of_variable_cell_vectors=0 needs a slab with a full 3-D cell")
+        self.slab = slab
+        self.counts = _block_counts(blocks)
+        self.blmin = dict(blmin or {})
+        self.fixed_cell = number_of_variable_cell_vectors == 0
+        self.model = load_model(model, device=device)
+        composition_for(self.model, self.counts)
+        self.options = {"guidance": guidance, "steps": steps, "sampler": sampler, "device": device}
+        self.batch_size = batch_size
+        self.next_seed = int(seed)
+        self._queue: list[Atoms] = []
+
+    def get_new_candidate(self, maxiter: int | None = None) -> Atoms:
+        """The next UniMat structure (skipping ones that violate ``blmin``); error after ``maxiter`` tries."""
+        tries = 0
+        while maxiter is None or tries < maxiter:
+            if not self._queue:
+                seeds = range(self.next_seed, self.next_seed + self.batch_size)
+                self._queue = generate(self.counts, seeds=seeds, model=self.model, batch_size=self.batch_size,
+                                       **self.options)
+                self.next_seed += self.batch_size
+            atoms = self._queue.pop(0)
+            tries += 1
+            if self.fixed_cell:
+                atoms.set_cell(self.slab.cell, scale_atoms=True)
+            atoms.pbc = self.slab.pbc
+            if not self._too_close(atoms):
+                return atoms
+        raise RuntimeError(f"no candidate satisfied blmin in {maxiter} tries")
+
+    def _too_close(self, atoms: Atoms) -> bool:
+        if not self.blmin or len(atoms) < 2:
+            return False
+        dist = atoms.get_all_distances(mic=True)
+        numbers = atoms.numbers
+        for i in range(len(atoms)):
+            for j in range(i + 1, len(atoms)):
+                pair = (int(numbers[i]), int(numbers[j]))
+                limit = self.blmin.get(pair, self.blmin.get(pair[::-1], 0.0))
+                if dist[i, j] < limit:
+                    return True
+        return False
+
+
+def _block_counts(blocks) -> dict[str, int]:
+    """Element counts of StartGenerator-style blocks (single atoms only)."""
+    from ase.data import atomic_numbers, chemical_symbols
+
+    counts: dict[str, int] = {}
+    for block in blocks:
+        item, number = block if isinstance(block, tuple) else (block, 1)
+        if isinstance(item, (int, np.integer)):
+            symbol = chemical_symbols[int(item)]
+        elif isinstance(item, str) and item in atomic_numbers:
+            symbol = item
+        else:
+            raise ValueError(f"block {block!r}: only single atoms (symbol or atomic number) are supported")
+        counts[symbol] = counts.get(symbol, 0) + int(number)
+    if not counts:
+        raise FormulaError("no blocks: nothing to generate")
+    return counts
