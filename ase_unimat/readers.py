@@ -1,0 +1,303 @@
+"""Input readers for the converter: every supported source as a stream of records.
+
+A source is read in two stages so that the slow part can run in worker processes:
+:func:`iter_raw` yields cheap :class:`RawRecord` s (text or an already-read ``Atoms``) in a fixed
+order, and :func:`parse` turns one into a :class:`Record` ``(record_id, structure_or_error,
+properties, source)``. :func:`iter_records` does both. A record that cannot be read never stops the
+stream: it comes out with a :class:`RecordError` (reason + message) in place of the structure.
+
+Sources (:func:`input_format`): a CSV (``.csv`` / ``.csv.gz``) with a ``cif`` column (MP-20/CDVAE;
+ids from ``material_id`` when present, else ``<file>:<row>``); a single ``.cif`` or AIRSS ``.res``
+file; a directory (its ``*.cif`` and ``*.res`` files, sorted); a ``.tar`` / ``.tar.gz`` / ``.tgz`` of
+CIF / res files (a ``metadata.csv`` inside, with ``material_id``, supplies ids and properties; the
+member ``mp_mp-123.cif`` matches id ``mp-123``); an ASE database (``.db``); extended XYZ (split
+into frames here, so a bad frame is skipped alone); and any other multi-frame file ``ase.io``
+reads (traj, ...), where a frame that fails to read ends that file with one error record.
+Globs are expanded by :func:`expand_inputs`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import os
+import tarfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+csv.field_size_limit(2**31 - 1)
+
+STRUCTURE_SUFFIXES = (".cif", ".res")
+
+
+class RecordError(Exception):
+    """Why one record could not be read; ``reason`` is a short category such as ``parse_error``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+    def __reduce__(self):  # pickles across worker processes
+        return (RecordError, (self.reason, self.message))
+
+
+class RawRecord(NamedTuple):
+    record_id: str
+    source: str  # file (and member or row) the record came from
+    kind: str  # "cif" | "res" | "xyz" | "atoms" | "error"
+    payload: object  # text for cif/res/xyz, ase.Atoms for atoms, a RecordError for error
+    properties: dict  # column name -> raw value (str or number)
+
+
+class Record(NamedTuple):
+    record_id: str
+    structure_or_error: object  # ase.Atoms | pymatgen Structure | RecordError
+    properties: dict
+    source: str
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Input paths with globs expanded (sorted); FileNotFoundError for a path or glob that matches nothing."""
+    paths: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {text!r}")
+            paths.extend(Path(m) for m in matches)
+        elif os.path.exists(text):
+            paths.append(Path(text))
+        else:
+            raise FileNotFoundError(f"no such file or directory: {text}")
+    return paths
+
+
+def input_format(path: str | os.PathLike) -> str:
+    """``"csv"``, ``"cif"``, ``"res"``, ``"dir"``, ``"tar"``, ``"db"``, ``"xyz"`` or ``"ase"`` (anything else)."""
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir():
+        return "dir"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "tar"
+    if name.endswith(".db"):
+        return "db"
+    if name.endswith((".xyz", ".extxyz")):
+        return "xyz"
+    for suffix in STRUCTURE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix[1:]
+    return "ase"
+
+
+def iter_raw(path: str | os.PathLike) -> Iterator[RawRecord]:
+    """Raw records of one input, in a fixed order (see module docstring)."""
+    path = Path(path)
+    kind = input_format(path)
+    if kind == "csv":
+        yield from _iter_csv(path)
+    elif kind == "dir":
+        for file in sorted(p for p in path.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES and p.is_file()):
+            yield _file_record(file)
+    elif kind in ("cif", "res"):
+        yield _file_record(path)
+    elif kind == "tar":
+        yield from _iter_tar(path)
+    elif kind == "db":
+        yield from _iter_db(path)
+    elif kind == "xyz":
+        yield from _iter_xyz(path)
+    else:
+        yield from _iter_ase(path)
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[Record]:
+    """Parsed records of one input."""
+    for raw in iter_raw(path):
+        yield parse(raw)
+
+
+def parse(raw: RawRecord) -> Record:
+    """Parse one raw record; failures become a :class:`RecordError` in ``structure_or_error``."""
+    try:
+        structure = _parse_payload(raw)
+    except RecordError as err:
+        return Record(raw.record_id, err, raw.properties, raw.source)
+    except Exception as err:  # noqa: BLE001 - any parser failure is this record's problem only
+        message = " ".join(str(err).split()) or type(err).__name__
+        return Record(raw.record_id, RecordError("parse_error", message[:300]), raw.properties, raw.source)
+    record_id = raw.record_id
+    if raw.kind == "xyz":  # ids and properties of extxyz frames live in the parsed comment line
+        record_id = str(structure.info.get("material_id", structure.info.get("id", record_id)))
+        return Record(record_id, structure, {**_atoms_properties(structure), **raw.properties}, raw.source)
+    return Record(record_id, structure, raw.properties, raw.source)
+
+
+def _parse_payload(raw: RawRecord):
+    if raw.kind == "error":
+        raise raw.payload
+    if raw.kind == "atoms":
+        return raw.payload
+    if raw.kind == "cif":
+        return parse_cif(raw.payload)
+    if raw.kind == "res":
+        from ase.io.res import Res
+
+        return Res.from_string(raw.payload).atoms
+    if raw.kind == "xyz":
+        from ase.io import read
+
+        return read(io.StringIO(raw.payload), format="extxyz")
+    raise ValueError(f"unknown record kind {raw.kind!r}")
+
+
+def parse_cif(text: str):
+    """pymatgen ``Structure`` of the first data block of a CIF, as written (no primitive reduction)."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        structures = CifParser.from_str(text).parse_structures(primitive=False, on_error="raise")
+    if not structures:
+        raise RecordError("parse_error", "CIF holds no structure")
+    return structures[0]
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _iter_csv(path: Path) -> Iterator[RawRecord]:
+    with _open_text(path) as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "cif" not in reader.fieldnames:
+            raise ValueError(f"{path} has no 'cif' column (columns: {reader.fieldnames})")
+        for row_number, row in enumerate(reader):
+            record_id = (row.get("material_id") or "").strip() or f"{path.name}:{row_number}"
+            properties = {k: v for k, v in row.items() if k not in ("cif", None)}
+            yield RawRecord(record_id, f"{path}:{row_number}", "cif", row.get("cif") or "", properties)
+
+
+def _file_record(path: Path) -> RawRecord:
+    kind = path.suffix.lower()[1:]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        return RawRecord(path.stem, str(path), "error", RecordError("parse_error", str(err)), {})
+    return RawRecord(path.stem, str(path), kind, text, {})
+
+
+def _metadata_lookup(metadata: dict[str, dict], stem: str) -> tuple[str, dict]:
+    """(id, properties) of a member stem: exact id, or the id after a ``prefix_`` (``mp_mp-1`` -> ``mp-1``)."""
+    if stem in metadata:
+        return stem, metadata[stem]
+    tail = stem.split("_", 1)[-1]
+    if tail in metadata:
+        return tail, metadata[tail]
+    return stem, {}
+
+
+def _iter_tar(path: Path) -> Iterator[RawRecord]:
+    with tarfile.open(path, "r:*") as archive:
+        members = archive.getmembers()
+        metadata: dict[str, dict] = {}
+        for member in members:
+            if member.isfile() and Path(member.name).name == "metadata.csv":
+                text = archive.extractfile(member).read().decode("utf-8", errors="replace")
+                for row in csv.DictReader(io.StringIO(text)):
+                    if row.get("material_id"):
+                        metadata[row["material_id"].strip()] = {k: v for k, v in row.items() if k is not None}
+                break
+        for member in members:
+            suffix = Path(member.name).suffix.lower()
+            if not member.isfile() or suffix not in STRUCTURE_SUFFIXES:
+                continue
+            record_id, properties = _metadata_lookup(metadata, Path(member.name).stem)
+            source = f"{path}::{member.name}"
+            try:
+                text = archive.extractfile(member).read().decode("utf-8", errors="replace")
+            except (OSError, tarfile.TarError) as err:
+                yield RawRecord(record_id, source, "error", RecordError("parse_error", str(err)), properties)
+                continue
+            yield RawRecord(record_id, source, suffix[1:], text, properties)
+
+
+def _atoms_properties(atoms) -> dict:
+    """Numeric ``info`` entries and the calculator's energy of an Atoms."""
+    properties = {k: v for k, v in atoms.info.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if atoms.calc is not None and "energy" in getattr(atoms.calc, "results", {}):
+        properties.setdefault("energy", float(atoms.calc.results["energy"]))
+    return properties
+
+
+def _iter_db(path: Path) -> Iterator[RawRecord]:
+    from ase.db import connect
+
+    with connect(path) as db:
+        for row in db.select():
+            properties = {k: v for k, v in row.key_value_pairs.items()}
+            if row.get("energy") is not None:
+                properties.setdefault("energy", row.energy)
+            record_id = str(properties.get("material_id", f"{path.name}:{row.id}"))
+            source = f"{path}:{row.id}"
+            try:
+                atoms = row.toatoms()
+            except Exception as err:  # noqa: BLE001
+                yield RawRecord(record_id, source, "error", RecordError("parse_error", str(err)), properties)
+                continue
+            yield RawRecord(record_id, source, "atoms", atoms, properties)
+
+
+def _iter_xyz(path: Path) -> Iterator[RawRecord]:
+    """Frames of an (extended) XYZ file as text, split on the atom-count lines."""
+    with _open_text(path) as handle:
+        lines = handle.read().splitlines(keepends=True)
+    pos, frame = 0, 0
+    while pos < len(lines):
+        if not lines[pos].strip():
+            pos += 1
+            continue
+        record_id, source = f"{path.name}:{frame}", f"{path}:{frame}"
+        try:
+            n = int(lines[pos].split()[0])
+        except ValueError:
+            message = f"line {pos + 1} should hold the atom count of frame {frame}; cannot continue in this file"
+            yield RawRecord(record_id, source, "error", RecordError("parse_error", message), {})
+            return
+        yield RawRecord(record_id, source, "xyz", "".join(lines[pos:pos + n + 2]), {})
+        pos += n + 2
+        frame += 1
+
+
+def _iter_ase(path: Path) -> Iterator[RawRecord]:
+    from ase.io import iread
+
+    frames = iread(path, index=":")
+    frame = 0
+    while True:
+        record_id, source = f"{path.name}:{frame}", f"{path}:{frame}"
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - ase.io cannot resume after a failed frame
+            message = f"{type(err).__name__}: {err}; the rest of the file is not read"
+            yield RawRecord(record_id, source, "error", RecordError("parse_error", message), {})
+            return
+        properties = _atoms_properties(atoms)
+        record_id = str(atoms.info.get("material_id", atoms.info.get("id", record_id)))
+        yield RawRecord(record_id, source, "atoms", atoms, properties)
+        frame += 1

@@ -1,0 +1,97 @@
+"""``unimat-convert``: build a UniMat HDF5 dataset from crystal files, and summarise one.
+
+Two subcommands; ``build`` is the default, so ``unimat-convert INPUTS... -o OUT.h5`` means
+``unimat-convert build INPUTS... -o OUT.h5``.
+"""
+
+from __future__ import annotations
+
+import click
+
+EXAMPLES_BUILD = """
+\b
+Examples:
+  unimat-convert ../shared/data/mp_20/train.csv.gz -o mp20_train.h5 --workers 2 \\
+      --columns formation_energy_per_atom,e_above_hull,spacegroup=spacegroup.number
+  unimat-convert 'cifs/*.cif' structures.traj runs.db -o mine.h5 --max-atoms 40 --L 40
+  unimat-convert more.tar.gz -o mine.h5 --append --dedup --exclude ../shared/data/mp_20/test.csv.gz
+"""
+
+EXAMPLES_INFO = """
+\b
+Example:
+  unimat-convert info mp20_train.h5
+"""
+
+
+class _DefaultGroup(click.Group):
+    """A group that runs ``build`` when the first argument names no subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["build", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXAMPLES_BUILD + EXAMPLES_INFO)
+def main() -> None:
+    """Build (default) or inspect UniMat HDF5 datasets.
+
+    INPUTS are CSV files with a `cif` column (.csv, .csv.gz), CIF / AIRSS .res files, folders or
+    globs of them, .tar.gz archives of them, ASE databases (.db), extended XYZ and any multi-frame
+    file ase.io reads (.traj, ...).
+    """
+
+
+@main.command(epilog=EXAMPLES_BUILD)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HDF5 file to write.")
+@click.option("--L", "n_slots", type=click.IntRange(1, 255), default=20, show_default=True,
+              help="Atom slots per element (the tensor's L).")
+@click.option("--max-atoms", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Skip structures with more atoms per cell.")
+@click.option("--columns", default="", show_default=True,
+              help="Properties to carry: NAME or NAME=SOURCE[|SOURCE...], comma-separated.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that parse and encode.")
+@click.option("--append", is_flag=True, help="Add to an existing OUTPUT instead of refusing to touch it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--dedup", is_flag=True, help="Skip a record whose id is already converted (in OUTPUT or earlier).")
+@click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Skip ids listed in this file (.h5 dataset, CSV with material_id, or one id per line); repeatable.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Input records per committed part (work redone after a kill).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def build(inputs: tuple[str, ...], output: str, n_slots: int, max_atoms: int, columns: str, workers: int,
+          append: bool, overwrite: bool, dedup: bool, exclude: tuple[str, ...], batch_size: int,
+          progress: bool) -> None:
+    """Convert INPUTS into the dataset OUTPUT; rerun the same command to resume after a crash."""
+    from ase_unimat.convert import ConversionError, ConvertOptions, convert, parse_columns
+
+    try:
+        options = ConvertOptions(n_slots=n_slots, max_atoms=max_atoms, columns=parse_columns(columns),
+                                 workers=workers, append=append, overwrite=overwrite, dedup=dedup,
+                                 exclude=tuple(exclude), batch_size=batch_size, progress=progress)
+        summary = convert(inputs, output, options=options)
+    except (ConversionError, ValueError, OSError) as err:
+        raise click.ClickException(" ".join(str(err).split())) from None
+    click.echo(summary.text())
+
+
+@main.command(epilog=EXAMPLES_INFO)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--top", type=click.IntRange(min=1), default=118, show_default=True,
+              help="Show at most this many elements in the element histogram.")
+def info(path: str, top: int) -> None:
+    """Summarise the dataset PATH: count, elements, atoms per cell, properties, history."""
+    from ase_unimat.dataset import DatasetFormatError, describe
+
+    try:
+        click.echo(describe(path, top=top))
+    except (DatasetFormatError, OSError) as err:
+        raise click.ClickException(" ".join(str(err).split())) from None
+
+
+if __name__ == "__main__":
+    main()
