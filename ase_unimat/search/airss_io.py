@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from ase import Atoms
@@ -28,7 +29,12 @@ def spacegroup_symbol(atoms: Atoms, *, symprec: float = SYMPREC) -> str:
     import spglib
 
     cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    with warnings.catch_warnings():  # spglib >= 2.5 warns about its old None-on-error convention
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        except Exception:  # spglib.error.SpglibError under its new error handling
+            dataset = None
     if dataset is None:
         return "P1"
     return str(dataset.international).replace(" ", "")
