@@ -1,0 +1,96 @@
+"""``unimat-sample``: sample crystal structures of one composition and write them to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FORMATS = ("auto", "extxyz", "cif", "res")
+
+EXAMPLES = """
+\b
+Examples:
+  unimat-sample --formula Mg2SiO4 --formula-units 2 -n 20 --out mg2sio4.extxyz
+  unimat-sample --model models/unimat-mp20 --formula NaCl -n 8 --steps 100 --out nacl.cif
+  unimat-sample --formula TiO2 -n 50 --sampler ancestral --out tio2_seeds/ --format res
+"""
+
+
+def output_format(out: Path, fmt: str) -> str:
+    """The file format: explicit, or from the suffix (.extxyz/.xyz, .cif; no suffix: a folder of .res)."""
+    if fmt != "auto":
+        return fmt
+    suffix = out.suffix.lower()
+    if suffix in (".extxyz", ".xyz"):
+        return "extxyz"
+    if suffix == ".cif":
+        return "cif"
+    if suffix == "" or out.is_dir():
+        return "res"
+    raise click.ClickException(f"cannot tell the format of {out}: use .extxyz, .cif, a folder, or --format")
+
+
+def write_structures(structures, out: Path, fmt: str) -> list[Path]:
+    """Write Atoms as one extxyz/CIF file, or one AIRSS ``.res`` file per structure in folder ``out``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    if fmt in ("extxyz", "cif"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write(out, structures, format=fmt)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for atoms in structures:
+        name = f"{atoms.get_chemical_formula(mode='metal', empirical=False)}-unimat-{int(atoms.info['seed']):06d}"
+        res = atoms.copy()
+        res.info = {"name": name, "pressure": 0.0, "spacegroup": "P1", "times_found": 1}
+        # AIRSS TITL lines need an energy; an unrelaxed seed has none, so 0.0 is written.
+        res.calc = SinglePointCalculator(res, energy=0.0)
+        path = out / f"{name}.res"
+        write(path, res, format="res", write_info=False)
+        paths.append(path)
+    return paths
+
+
+@click.command(epilog=EXAMPLES)
+@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint (.pt), model folder, or model name in models/ [default: the bundled model].")
+@click.option("--formula", required=True, type=str, help="Chemical formula, e.g. Mg2SiO4 or Ca(OH)2.")
+@click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="Number of structures.")
+@click.option("--formula-units", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Formula units per cell.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Structure i uses seed SEED + i (reproducible one by one).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps [default: the model's].")
+@click.option("--guidance", type=float, default=None,
+              help="Classifier-free guidance weight (dense network) [default: the model's].")
+@click.option("--sampler", type=click.Choice(["ddim", "ancestral"]), default="ddim", show_default=True,
+              help="ddim: deterministic, few steps; ancestral: stochastic SDE with corrector.")
+@click.option("--device", type=str, default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Structures sampled together.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output: FILE.extxyz, FILE.cif, or a folder for one AIRSS .res file per structure.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Output format (auto: from the --out suffix).")
+def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt) -> None:
+    """Sample N crystal structures of FORMULA with a UniMat model."""
+    fmt = output_format(out, fmt)
+    from ase_unimat.generate import generate
+
+    try:
+        structures = generate(
+            formula, n, formula_units=formula_units, model=model, guidance=guidance, steps=steps, sampler=sampler,
+            seed=seed, device=device, batch_size=batch_size,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    paths = write_structures(structures, out, fmt)
+    where = out if fmt != "res" else f"{out}/ ({len(paths)} .res files)"
+    click.echo(f"wrote {len(structures)} structures of {formula} x{formula_units} to {where}")
+
+
+if __name__ == "__main__":
+    main()
