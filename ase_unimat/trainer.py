@@ -58,69 +58,58 @@ LOG_NAME = "log.jsonl"
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """Everything the loop reads from ``config.train``; a field missing there takes the default below.
+    """Everything the loop reads from ``config.train`` (``ase_unimat.config.TrainConfig``).
 
-    ``batch_size`` is per process (the global batch is ``batch_size * world_size``). ``max_steps``
-    counts optimiser steps. ``keep_every = 0`` keeps only the last checkpoint; ``val_every = 0``
-    disables validation; ``num_workers = -1`` means 0 on CPU and 4 on CUDA; ``num_threads = 0``
-    means the CPU cores divided by the processes on this node.
+    A field that ``TrainConfig`` does not have takes the default below (today: ``min_lr_ratio``,
+    ``betas``, ``val_batches``, ``keep_every``, ``in_memory``, ``num_threads``,
+    ``find_unused_parameters``). ``batch_size`` is per process (the global batch is
+    ``batch_size * world_size``); ``total_steps`` counts optimiser steps and sets the length of the
+    cosine decay, which ends at ``lr * min_lr_ratio``; ``keep_every = 0`` keeps only the last
+    checkpoint; ``val_every = 0`` disables validation and ``val_batches = 0`` validates on the whole
+    file; ``num_workers = -1`` means 0 on CPU and 4 per GPU; ``num_threads = 0`` means the CPU cores
+    divided by the processes on this node.
     """
 
-    train_path: tuple[str, ...] = ()
-    val_path: str | None = None
+    train_data: tuple[str, ...] = ()
+    val_data: str | None = None
     batch_size: int = 64
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    max_steps: int = 10_000
+    warmup_steps: int = 200
+    total_steps: int = 20_000
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     val_every: int = 500
     val_batches: int = 0
     checkpoint_every: int = 500
     keep_every: int = 0
-    log_every: int = 10
+    log_every: int = 50
     seed: int = 0
-    augment: bool = True
+    permute_slots: bool = True
     in_memory: bool = True
-    num_workers: int = -1
+    num_workers: int = 0
     num_threads: int = 0
-    bf16: bool = True
+    bf16: bool = False
     compile: bool = False
     find_unused_parameters: bool = True
+    device: str = "auto"
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainOptions:
-        """Options from ``config.train`` (attribute names as the fields; aliases ``train``/``val``,
-        ``lr_warmup_steps``, ``steps``, ``ema``) with ``overrides`` (not None) applied last."""
+        """Options from ``config.train``, then ``overrides`` (those not None) on top."""
         section = getattr(config, "train", None)
-        aliases = {
-            "train_path": ("train_path", "train_paths", "train", "train_data", "train_file"),
-            "val_path": ("val_path", "val", "val_data", "val_file"),
-            "warmup_steps": ("warmup_steps", "lr_warmup_steps", "warmup"),
-            "max_steps": ("max_steps", "steps", "total_steps"),
-            "ema_decay": ("ema_decay", "ema"),
-            "lr": ("lr", "learning_rate"),
-            "checkpoint_every": ("checkpoint_every", "ckpt_every", "save_every"),
-            "val_every": ("val_every", "eval_every", "val_interval"),
-        }
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            for name in aliases.get(field.name, (field.name,)):
-                if section is not None and hasattr(section, name):
-                    values[field.name] = getattr(section, name)
-                    break
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
         if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        paths = values.get("train_path", ())
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        values = {name: getattr(section, name) for name in names if hasattr(section, name)}
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        paths = values.get("train_data", ())
         paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-        values["train_path"] = tuple(str(path) for path in paths if str(path))
-        if values.get("val_path") is not None:
-            values["val_path"] = str(values["val_path"]) or None
+        values["train_data"] = tuple(str(path) for path in paths if str(path))
+        values["val_data"] = str(values.get("val_data") or "") or None
         if "betas" in values:
             values["betas"] = tuple(float(b) for b in values["betas"])
         options = cls(**values)
@@ -129,10 +118,9 @@ class TrainOptions:
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first impossible option."""
-        if not self.train_path:
-            raise ValueError("config.train names no training data (train_path)")
-        positive = ("batch_size", "max_steps", "checkpoint_every", "log_every")
-        for name in positive:
+        if not self.train_data:
+            raise ValueError("config.train names no training data (train_data)")
+        for name in ("batch_size", "total_steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "val_every", "val_batches", "keep_every", "num_threads"):
@@ -142,6 +130,8 @@ class TrainOptions:
             raise ValueError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 # -- learning rate ----------------------------------------------------------------------------------
@@ -214,7 +204,17 @@ class EpochKeyedDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
-        item = dict(self.base[index])
+        return self._augmented(self.base[index], epoch, index)
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict]:
+        """A whole batch; uses the base dataset's batched read when it has one."""
+        indices = [index for _, index in keys]
+        read_many = getattr(self.base, "__getitems__", None)
+        items = read_many(indices) if read_many is not None else [self.base[index] for index in indices]
+        return [self._augmented(item, epoch, index) for item, (epoch, index) in zip(items, keys, strict=True)]
+
+    def _augmented(self, item: Mapping, epoch: int, index: int) -> dict:
+        item = dict(item)
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, index])
             coords = permute_slots(np.asarray(item["coords"]), rng=rng)  # (L, 9, 18, 3)
@@ -334,10 +334,11 @@ def train(
     *,
     out_dir: str | os.PathLike,
     resume: bool = True,
-    max_steps: int | None = None,
+    total_steps: int | None = None,
     stop_at: int | None = None,
-    device: str = "auto",
+    device: str | None = None,
     progress: bool = True,
+    overrides: Mapping[str, Any] | None = None,
     build_model: Callable[[Any], nn.Module] | None = None,
     make_dataset: Callable[..., Dataset] | None = None,
 ) -> TrainResult:
@@ -351,15 +352,18 @@ def train(
         Folder for checkpoints, ``log.jsonl`` and ``model.pt``.
     resume
         Continue from the newest checkpoint in ``out_dir`` when there is one.
-    max_steps
-        Overrides ``config.train.max_steps`` (the length of the run and of the LR schedule).
+    total_steps
+        Overrides ``config.train.total_steps`` (the length of the run and of the LR schedule).
     stop_at
-        Stop (with a checkpoint) once this step is reached, leaving the schedule as for ``max_steps``;
-        a later call resumes. ``model.pt`` is exported only when ``max_steps`` is reached.
+        Stop (with a checkpoint) once this step is reached, leaving the schedule as for
+        ``total_steps``; a later call resumes. ``model.pt`` is exported only at ``total_steps``.
     device
-        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        Overrides ``config.train.device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     progress
         Show a tqdm bar on rank 0.
+    overrides
+        :class:`TrainOptions` fields to use instead of ``config.train``'s or the defaults (for fields
+        ``TrainConfig`` lacks, e.g. ``keep_every``; not stored in the checkpoint's config).
     build_model, make_dataset
         Defaults ``ase_unimat.diffusion.build_model`` and :func:`default_dataset` (``make_dataset(path,
         in_memory=bool)``); pass others to train a different model or read other data.
@@ -368,13 +372,16 @@ def train(
     -------
     TrainResult
     """
-    options = TrainOptions.from_config(config, max_steps=max_steps)
+    explicit = {"total_steps": total_steps, "device": device}
+    options = TrainOptions.from_config(
+        config, **{**dict(overrides or {}), **{key: value for key, value in explicit.items() if value is not None}}
+    )
     if build_model is None:
         from ase_unimat.diffusion import build_model
     make_dataset = make_dataset or default_dataset
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()
-    procs = start_processes(device)
+    procs = start_processes(options.device)
     try:
         _set_threads(options, procs)
         return _Run(config, options, procs, out_dir, build_model, make_dataset).run(
@@ -400,8 +407,14 @@ class _Run:
         self.config, self.options, self.procs, self.out_dir = config, options, procs, out_dir
         self.device = procs.device
         self.cuda = self.device.type == "cuda"
+        self.train_loader, self.sampler, train_set = self._train_loader(make_dataset)
+        self.val_loader = self._val_loader(make_dataset)
         torch.manual_seed(options.seed)  # identical initial weights on every rank
-        self.model = build_model(config).to(self.device)
+        self.model = build_model(config)
+        _check_slots(self.model, train_set)
+        if hasattr(self.model, "set_composition_prior"):  # the empirical prior for unconditional sampling
+            self.model.set_composition_prior(dataset_compositions(train_set))
+        self.model.to(self.device)
         self.ema = EMA(self.model, decay=options.ema_decay)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.model, options.weight_decay), lr=options.lr, betas=options.betas
@@ -409,7 +422,7 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: warmup_cosine(
-                step, warmup_steps=options.warmup_steps, max_steps=options.max_steps, min_ratio=options.min_lr_ratio
+                step, warmup_steps=options.warmup_steps, max_steps=options.total_steps, min_ratio=options.min_lr_ratio
             ),
         )
         loss_module: nn.Module = _LossForward(self.model)
@@ -418,13 +431,12 @@ class _Run:
                 loss_module,
                 device_ids=[self.device.index] if self.cuda else None,
                 find_unused_parameters=options.find_unused_parameters,
+                broadcast_buffers=False,  # flag buffers (seen elements) are OR-reduced at checkpoints instead
             )
         if options.compile and self.cuda:
             loss_module = torch.compile(loss_module)
         self.loss_module = loss_module
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and options.bf16 else nullcontext()
-        self.train_loader, self.sampler = self._train_loader(make_dataset)
-        self.val_loader = self._val_loader(make_dataset)
         self.step = self.epoch = self.position = 0
         self.wall_offset = 0.0
         self.last_val: float | None = None
@@ -444,8 +456,8 @@ class _Run:
             "generator": torch.Generator().manual_seed(self.options.seed),
         }
 
-    def _train_loader(self, make_dataset) -> tuple[DataLoader, EpochBatchSampler]:
-        parts = [make_dataset(path, in_memory=self.options.in_memory) for path in self.options.train_path]
+    def _train_loader(self, make_dataset) -> tuple[DataLoader, EpochBatchSampler, Dataset]:
+        parts = [make_dataset(path, in_memory=self.options.in_memory) for path in self.options.train_data]
         base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         sampler = EpochBatchSampler(
             len(base),
@@ -454,13 +466,13 @@ class _Run:
             rank=self.procs.rank,
             world_size=self.procs.world_size,
         )
-        keyed = EpochKeyedDataset(base, seed=self.options.seed, augment=self.options.augment)
-        return DataLoader(keyed, batch_sampler=sampler, **self._loader_kwargs()), sampler
+        keyed = EpochKeyedDataset(base, seed=self.options.seed, augment=self.options.permute_slots)
+        return DataLoader(keyed, batch_sampler=sampler, **self._loader_kwargs()), sampler, base
 
     def _val_loader(self, make_dataset) -> DataLoader | None:
-        if not self.options.val_path or not self.options.val_every:
+        if not self.options.val_data or not self.options.val_every:
             return None
-        base = make_dataset(self.options.val_path, in_memory=self.options.in_memory)
+        base = make_dataset(self.options.val_data, in_memory=self.options.in_memory)
         keys = [(0, index) for index in range(self.procs.rank, len(base), self.procs.world_size)]
         if self.options.val_batches:
             keys = keys[: self.options.val_batches * self.options.batch_size]
@@ -470,6 +482,9 @@ class _Run:
     # -- checkpoints
 
     def _checkpoint_state(self) -> dict:
+        if self.procs.world_size > 1:
+            _or_reduce_flags(self.model)
+            _or_reduce_flags(self.ema.module)
         rng = capture_rng_state()
         rng_per_rank = [rng]
         if self.procs.world_size > 1:
@@ -587,9 +602,9 @@ class _Run:
         elif self.procs.is_main:
             (self.out_dir / LOG_NAME).unlink(missing_ok=True)
         options = self.options
-        end = options.max_steps if stop_at is None else min(stop_at, options.max_steps)
+        end = options.total_steps if stop_at is None else min(stop_at, options.total_steps)
         generator = torch.Generator(device=self.device)
-        bar = _progress_bar(options.max_steps, self.step, enabled=progress and self.procs.is_main)
+        bar = _progress_bar(options.total_steps, self.step, enabled=progress and self.procs.is_main)
         sums: dict[str, float] = {}
         count, tick, loss_value = 0, time.perf_counter(), float("nan")
         self.model.train()
@@ -634,7 +649,7 @@ class _Run:
                     bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
                     sums, count, tick = {}, 0, now
                 paused = time.perf_counter()  # validation and saving do not count in samples/s
-                finished = self.step >= options.max_steps
+                finished = self.step >= options.total_steps
                 if self.val_loader is not None and (self.step % options.val_every == 0 or finished):
                     self.last_val = self.validate()
                     self.log(
@@ -649,7 +664,7 @@ class _Run:
         last = self.out_dir / LAST_NAME
         if not last.is_file() and self.procs.is_main:
             raise RuntimeError(f"no checkpoint in {self.out_dir}: nothing was trained")
-        finished = self.step >= options.max_steps
+        finished = self.step >= options.total_steps
         model_path = export_model(last, self.out_dir) if finished and self.procs.is_main else None
         self.procs.barrier()
         return TrainResult(
@@ -662,6 +677,40 @@ class _Run:
             val_loss=self.last_val,
             wall_time=self._wall(),
         )
+
+
+def dataset_compositions(dataset: Dataset) -> torch.Tensor:
+    """(N, 9, 18) atom counts of every item of ``dataset`` (read from the HDF5 file when it has one)."""
+    if isinstance(dataset, ConcatDataset):
+        return torch.cat([dataset_compositions(part) for part in dataset.datasets])
+    path = getattr(dataset, "path", None)
+    if path is not None and str(path).endswith((".h5", ".hdf5")):
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            if "composition" in h5:
+                return torch.from_numpy(h5["composition"][: len(dataset)].astype(np.int64))
+    return torch.stack([torch.as_tensor(dataset[i]["composition"]) for i in range(len(dataset))])
+
+
+def _check_slots(model: nn.Module, dataset: Dataset) -> None:
+    """Raise ``ValueError`` when the data's L differs from the model's ``n_slots``."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    want = getattr(model, "n_slots", None)
+    for part in parts:
+        have = getattr(part, "n_slots", None)
+        if want is not None and have is not None and int(have) != int(want):
+            raise ValueError(f"{getattr(part, 'path', 'the data')} has L = {have} slots but the model has {want}")
+
+
+@torch.no_grad()
+def _or_reduce_flags(module: nn.Module) -> None:
+    """Make boolean buffers (e.g. ``seen_elements``) the OR over all ranks."""
+    for buffer in module.buffers():
+        if buffer.dtype == torch.bool:
+            flags = buffer.to(torch.uint8)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            buffer.copy_(flags.bool())
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -18,12 +17,16 @@ import torch
 from ase.build import bulk
 from torch import nn
 
-from ase_unimat.checkpoint import LAST_NAME, latest_checkpoint, load_checkpoint, step_name
-from ase_unimat.representation import composition_of, encode_batch
+from ase_unimat.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
+from ase_unimat.config import ModelConfig, TrainConfig, UniMatConfig, from_dict
+from ase_unimat.dataset import UniMatDataset, write_structures
+from ase_unimat.diffusion import build_model
+from ase_unimat.representation import composition_of
 from ase_unimat.trainer import (
     EpochBatchSampler,
     EpochKeyedDataset,
     TrainOptions,
+    dataset_compositions,
     epoch_permutation,
     step_seed,
     train,
@@ -32,93 +35,11 @@ from ase_unimat.trainer import (
 
 TESTS = Path(__file__).resolve().parent
 
-# -- a tiny stand-in model and dataset with the contract of ARCHITECTURE.md ---------------------------
+# -- a tiny real model on a tiny HDF5 file ---------------------------------------------------------
 
 
-@dataclasses.dataclass
-class StandInModelConfig:
-    width: int = 16
-    dropout: float = 0.1
-    sleep_s: float = 0.0  # slows each step so a test can kill a run mid-way
-
-
-@dataclasses.dataclass
-class StandInTrainConfig:
-    train_path: str = ""
-    val_path: str = ""
-    batch_size: int = 4
-    lr: float = 1e-2
-    warmup_steps: int = 2
-    max_steps: int = 8
-    ema_decay: float = 0.9
-    val_every: int = 4
-    checkpoint_every: int = 2
-    keep_every: int = 4
-    log_every: int = 1
-    seed: int = 0
-    num_workers: int = 0
-    num_threads: int = 1
-
-
-@dataclasses.dataclass
-class StandInConfig:
-    model: StandInModelConfig = dataclasses.field(default_factory=StandInModelConfig)
-    train: StandInTrainConfig = dataclasses.field(default_factory=StandInTrainConfig)
-
-
-class StandInModel(nn.Module):
-    """Denoises the scaled lattice given the first slot of every element (order-dependent, so augmentation matters)."""
-
-    def __init__(self, config: StandInConfig) -> None:
-        super().__init__()
-        self.config = config
-        width = config.model.width
-        self.net = nn.Sequential(
-            nn.Linear(11, width), nn.SiLU(), nn.Dropout(config.model.dropout), nn.Linear(width, 6)
-        )
-        self.register_buffer("scale", torch.tensor([10.0, 10.0, 10.0, 180.0, 180.0, 180.0]))
-
-    def loss(self, batch: dict, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        if self.config.model.sleep_s:
-            time.sleep(self.config.model.sleep_s)
-        coords = batch["coords"]  # (B, L, 9, 18, 3)
-        b = coords.shape[0]
-        first = coords[:, 0].reshape(b, -1, 3)  # (B, 162, 3)
-        occupied = (first > -0.5).all(-1, keepdim=True).float()  # (B, 162, 1)
-        mean_first = (first * occupied).sum(1) / occupied.sum(1).clamp(min=1)  # (B, 3)
-        t = torch.rand(b, 1, generator=generator, device=coords.device)  # (B, 1)
-        noise = torch.randn(b, 6, generator=generator, device=coords.device)  # (B, 6)
-        clean = batch["lattice"] / self.scale  # (B, 6)
-        noisy = clean + 0.1 * t * noise  # (B, 6)
-        natoms = batch["natoms"].float()[:, None] / 20  # (B, 1)
-        pred = self.net(torch.cat([noisy, mean_first, t, natoms], dim=-1))  # (B, 6)
-        loss = ((pred - clean) ** 2).mean()
-        return loss, {"loss_lattice": float(loss.detach())}
-
-
-class StandInDataset(torch.utils.data.Dataset):
-    """Items of an ``.npz`` with ``coords`` (N, L, 9, 18, 3) and ``lattice`` (N, 6)."""
-
-    def __init__(self, path: str, *, in_memory: bool = True) -> None:
-        data = np.load(path)
-        self.coords, self.lattice = data["coords"], data["lattice"].astype(np.float32)
-
-    def __len__(self) -> int:
-        return len(self.coords)
-
-    def __getitem__(self, index: int) -> dict:
-        composition = composition_of(self.coords[index])  # (9, 18)
-        return {
-            "coords": torch.from_numpy(self.coords[index]),
-            "lattice": torch.from_numpy(self.lattice[index]),
-            "composition": torch.from_numpy(composition.astype(np.float32)),
-            "natoms": torch.tensor(int(composition.sum())),
-            "index": index,
-        }
-
-
-def write_standin_data(path: Path, *, n: int, seed: int) -> Path:
-    """``n`` rattled, strained copies of a few bulk crystals, encoded with L = 4."""
+def write_tiny_data(path: Path, *, n: int, seed: int) -> Path:
+    """``n`` rattled, strained copies of a few bulk crystals as a UniMat HDF5 file with L = 4."""
     rng = np.random.default_rng(seed)
     protos = [
         bulk("Si", "diamond", a=5.43),
@@ -132,8 +53,7 @@ def write_standin_data(path: Path, *, n: int, seed: int) -> Path:
         atoms.set_cell(atoms.cell[:] * (1 + 0.05 * rng.standard_normal()), scale_atoms=True)
         atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
         structures.append(atoms)
-    coords, lattice = encode_batch(structures, n_slots=4)
-    np.savez(path, coords=coords, lattice=lattice)
+    write_structures(path, structures, n_slots=4)
     return path
 
 
@@ -141,24 +61,25 @@ def write_standin_data(path: Path, *, n: int, seed: int) -> Path:
 def data(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("data")
     return {
-        "train": write_standin_data(folder / "train.npz", n=18, seed=1),
-        "val": write_standin_data(folder / "val.npz", n=6, seed=2),
+        "train": write_tiny_data(folder / "train.h5", n=18, seed=1),
+        "val": write_tiny_data(folder / "val.h5", n=6, seed=2),
     }
 
 
-def standin_config(data: dict[str, Path], **train_fields) -> StandInConfig:
-    model_fields = {k: train_fields.pop(k) for k in ("sleep_s", "dropout") if k in train_fields}
-    return StandInConfig(
-        model=StandInModelConfig(**model_fields),
-        train=StandInTrainConfig(**{"train_path": str(data["train"]), "val_path": str(data["val"]), **train_fields}),
-    )
+def tiny_config(data: dict[str, Path], **train_fields) -> UniMatConfig:
+    """A ~8k-parameter atom network (with dropout, so the global RNG matters) on the tiny files."""
+    fields = {
+        "train_data": str(data["train"]), "val_data": str(data["val"]), "batch_size": 4, "lr": 5e-3,
+        "warmup_steps": 2, "total_steps": 8, "ema_decay": 0.9, "val_every": 4, "checkpoint_every": 2,
+        "log_every": 1, "seed": 0, "num_workers": 0, "device": "cpu", **train_fields,
+    }  # fmt: skip
+    model = ModelConfig(n_slots=4, width=16, depth=1, heads=2, time_dim=8, fourier_k=2, n_rbf=4, dropout=0.1)
+    return UniMatConfig(name="tiny", model=model, train=TrainConfig(**fields))
 
 
-def run_standin(config: StandInConfig, out_dir: Path, **kwargs):
-    return train(
-        config, out_dir=out_dir, device="cpu", progress=False, build_model=StandInModel,
-        make_dataset=StandInDataset, **kwargs,
-    )  # fmt: skip
+def run_tiny(config: UniMatConfig, out_dir: Path, **kwargs):
+    kwargs.setdefault("overrides", {"num_threads": 1})
+    return train(config, out_dir=out_dir, progress=False, **kwargs)
 
 
 def final_state(out_dir: Path) -> dict:
@@ -219,39 +140,53 @@ def test_epoch_order_is_seeded_per_epoch_and_resumes_mid_epoch():
 
 
 def test_augmentation_is_seeded_by_epoch_and_index_and_keeps_composition(data):
-    base = StandInDataset(str(data["train"]))
+    base = UniMatDataset(data["train"], in_memory=True)
     keyed = EpochKeyedDataset(base, seed=3, augment=True)
     a, again = keyed[(0, 2)], keyed[(0, 2)]  # item 2: four Cu atoms, 24 orders
     assert torch.equal(a["coords"], again["coords"])
     assert not all(torch.equal(a["coords"], keyed[(epoch, 2)]["coords"]) for epoch in range(1, 6))
     assert np.array_equal(composition_of(a["coords"].numpy()), composition_of(base[2]["coords"].numpy()))
+    batch = keyed.__getitems__([(0, 2), (3, 5)])  # the batched read path gives the same items
+    assert torch.equal(batch[0]["coords"], a["coords"]) and torch.equal(batch[1]["coords"], keyed[(3, 5)]["coords"])
     plain_item = EpochKeyedDataset(base, seed=3, augment=False)[(1, 2)]
     assert torch.equal(plain_item["coords"], base[2]["coords"])
 
 
-def test_step_seeds_differ_by_step_and_rank():
+def test_step_seeds_differ_by_step_rank_and_stream():
     seeds = {step_seed(0, s, r) for s in range(50) for r in range(4)}
     assert len(seeds) == 200 and all(0 <= s < 2**63 for s in seeds)
+    assert step_seed(0, 0, 0, stream=1) not in seeds
 
 
-def test_options_read_config_with_defaults_and_reject_nonsense(data):
-    options = TrainOptions.from_config(standin_config(data), max_steps=30)
-    assert options.max_steps == 30 and options.batch_size == 4 and options.train_path == (str(data["train"]),)
-    assert options.grad_clip == TrainOptions.grad_clip  # not in the stand-in config: the documented default
+def test_options_read_train_config_with_defaults_and_reject_nonsense(data):
+    options = TrainOptions.from_config(tiny_config(data), total_steps=30, keep_every=5)
+    assert options.total_steps == 30 and options.keep_every == 5 and options.batch_size == 4
+    assert options.train_data == (str(data["train"]),) and options.val_data == str(data["val"])
+    assert options.min_lr_ratio == TrainOptions.min_lr_ratio  # not a TrainConfig field: the documented default
+    assert TrainOptions.from_config(tiny_config(data, val_data="")).val_data is None
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        TrainOptions.from_config(standin_config(data, batch_size=0))
+        TrainOptions.from_config(tiny_config(data, batch_size=0))
     with pytest.raises(ValueError, match="no training data"):
-        TrainOptions.from_config(standin_config(data, train_path=""))
+        TrainOptions.from_config(tiny_config(data, train_data=""))
     with pytest.raises(ValueError, match="ema_decay"):
-        TrainOptions.from_config(standin_config(data, ema_decay=1.0))
+        TrainOptions.from_config(tiny_config(data, ema_decay=1.0))
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainOptions.from_config(tiny_config(data), epochs=3)
+
+
+def test_dataset_compositions_match_the_items(data):
+    base = UniMatDataset(data["train"], in_memory=True)
+    compositions = dataset_compositions(base)  # (N, 9, 18), read from the file
+    assert compositions.shape == (18, 9, 18)
+    assert torch.equal(compositions.float(), torch.stack([base[i]["composition"] for i in range(18)]))
 
 
 # -- training runs ----------------------------------------------------------------------------------
 
 
 def test_training_writes_log_checkpoints_and_model(data, tmp_path):
-    result = run_standin(standin_config(data), tmp_path)
-    assert result.step == 8 and result.epoch == 2 and result.val_loss is not None
+    result = run_tiny(tiny_config(data), tmp_path, overrides={"keep_every": 4, "num_threads": 1})
+    assert result.step == 8 and result.epoch == 2 and np.isfinite(result.val_loss)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([LAST_NAME, step_name(4), step_name(8), "log.jsonl", "model.pt"])
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -259,110 +194,131 @@ def test_training_writes_log_checkpoints_and_model(data, tmp_path):
     val_records = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in train_records] == list(range(1, 9))
     assert [r["step"] for r in val_records] == [4, 8]
-    for key in ("epoch", "lr", "loss", "loss_lattice", "grad_norm", "samples_per_s", "wall_time"):
+    for key in ("epoch", "lr", "loss", "coord", "lattice", "grad_norm", "samples_per_s", "wall_time"):
         assert all(np.isfinite(r[key]) for r in train_records), key
-    assert train_records[0]["lr"] == pytest.approx(1e-2)  # after warm-up step 1 of 2 the next lr is full
+    assert train_records[0]["lr"] == pytest.approx(5e-3)  # warm-up of 2 steps: step 2 runs at the full lr
     state = torch.load(tmp_path / LAST_NAME, weights_only=True)
     assert {"config", "model", "ema", "optimizer", "scheduler", "rng", "step", "epoch", "epoch_position"} <= set(state)
-    assert state["config"]["train"]["batch_size"] == 4 and state["config"]["model"]["width"] == 16
+    assert from_dict(state["config"]) == tiny_config(data)  # the config rebuilds from the checkpoint
     model = torch.load(tmp_path / "model.pt", weights_only=True)
     for name, tensor in model["model"].items():
         assert torch.equal(tensor, state["ema"][name])
     assert any(not torch.equal(state["ema"][n], state["model"][n]) for n in state["model"])
+    prior = model["model"]["prior_compositions"]  # the empirical composition prior of the training set
+    assert prior.shape == (4, 9, 18) and model["model"]["seen_elements"].sum() == 6  # Si Na Cl Cu Ga As
+    rebuilt = build_model(from_dict(model["config"]))
+    rebuilt.load_state_dict(model["model"])
 
 
-def test_loss_goes_down_on_a_small_set(data, tmp_path):
-    config = standin_config(data, max_steps=60, log_every=10, val_every=0, checkpoint_every=60, keep_every=0)
-    run_standin(config, tmp_path)
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert losses[-1] < 0.5 * losses[0]
+def test_validation_loss_goes_down(data, tmp_path):
+    """The EMA model's validation loss (fixed noise, so comparable between evaluations) falls."""
+    config = tiny_config(
+        data, total_steps=120, warmup_steps=10, val_every=20, log_every=20, checkpoint_every=120, lr=3e-2
+    )
+    run_tiny(config, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    assert len(val) == 6 and val[-1] < 0.85 * val[0]
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, num_workers):
-    config = standin_config(data, max_steps=9, checkpoint_every=3, val_every=3, num_workers=num_workers)
-    run_standin(config, tmp_path / "whole")
-    stopped = run_standin(config, tmp_path / "split", stop_at=5)  # checkpoints at 3 and at the stop
+    config = tiny_config(data, total_steps=9, checkpoint_every=3, val_every=3, num_workers=num_workers)
+    run_tiny(config, tmp_path / "whole")
+    stopped = run_tiny(config, tmp_path / "split", stop_at=5)  # checkpoints at 3 and at the stop
     assert stopped.step == 5 and stopped.model is None and not (tmp_path / "split" / "model.pt").exists()
     assert final_state(tmp_path / "split")["epoch_position"] == 4 * 5 % 16
-    resumed = run_standin(config, tmp_path / "split")
+    resumed = run_tiny(config, tmp_path / "split")
     assert resumed.step == 9
     assert_same_training_state(final_state(tmp_path / "whole"), final_state(tmp_path / "split"))
     whole_log = (tmp_path / "whole" / "log.jsonl").read_text().splitlines()
     split_log = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
-    losses = [[json.loads(line).get("loss") for line in log] for log in (whole_log, split_log)]
-    assert losses[0] == losses[1]  # same steps logged once each, same values
+    keys = ("step", "loss", "val_loss", "grad_norm", "lr")
+    records = [[{k: json.loads(line).get(k) for k in keys} for line in log] for log in (whole_log, split_log)]
+    assert records[0] == records[1]  # same steps logged once each, same values
 
 
 def test_no_resume_starts_over(data, tmp_path):
-    config = standin_config(data, max_steps=4)
-    run_standin(config, tmp_path)
-    again = run_standin(config, tmp_path, resume=False)
+    config = tiny_config(data, total_steps=4)
+    run_tiny(config, tmp_path)
+    again = run_tiny(config, tmp_path, resume=False)
     assert again.step == 4
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps.count(1) == 1
 
 
 def test_resume_refuses_a_different_model_config(data, tmp_path):
-    run_standin(standin_config(data, max_steps=2), tmp_path)
-    other = standin_config(data, max_steps=4)
+    run_tiny(tiny_config(data, total_steps=2), tmp_path)
+    other = tiny_config(data, total_steps=4)
     other.model.width = 8
     with pytest.raises(ValueError, match="different model config"):
-        run_standin(other, tmp_path)
+        run_tiny(other, tmp_path)
+
+
+def test_data_with_other_slot_count_is_refused(data, tmp_path):
+    config = tiny_config(data)
+    config.model.n_slots = 5
+    with pytest.raises(ValueError, match="L = 4 slots but the model has 5"):
+        run_tiny(config, tmp_path)
 
 
 def test_resume_ignores_a_truncated_tmp_checkpoint(data, tmp_path):
-    config = standin_config(data, max_steps=6, checkpoint_every=2)
-    run_standin(config, tmp_path / "whole")
-    run_standin(config, tmp_path / "split", stop_at=4)
+    config = tiny_config(data, total_steps=6, checkpoint_every=2)
+    run_tiny(config, tmp_path / "whole")
+    run_tiny(config, tmp_path / "split", stop_at=4)
     good = (tmp_path / "split" / LAST_NAME).read_bytes()
     stale = tmp_path / "split" / f".{LAST_NAME}.x1y2.tmp"
     stale.write_bytes(good[:1000])  # a kill -9 during the write of step 6
-    run_standin(config, tmp_path / "split")
+    run_tiny(config, tmp_path / "split")
     assert not stale.exists()
     assert_same_training_state(final_state(tmp_path / "whole"), final_state(tmp_path / "split"))
 
 
-def _standin_main(out_dir: str, train_path: str, val_path: str) -> None:
-    """Entry point of the killed subprocess (see the kill test)."""
-    data = {"train": Path(train_path), "val": Path(val_path)}
-    config = standin_config(data, max_steps=12, checkpoint_every=1, keep_every=0, sleep_s=0.05)
-    run_standin(config, Path(out_dir))
+KILL_STEPS = 60
+
+
+def _kill_config(data: dict[str, Path]) -> UniMatConfig:
+    return tiny_config(data, total_steps=KILL_STEPS, checkpoint_every=1, val_every=20, log_every=10)
+
+
+def _killable_main(out_dir: str, train_path: str, val_path: str) -> None:
+    """Entry point of the subprocess the kill test kills."""
+    run_tiny(_kill_config({"train": Path(train_path), "val": Path(val_path)}), Path(out_dir))
 
 
 def test_kill_9_during_training_then_rerun_resumes_without_corruption(data, tmp_path):
-    config = standin_config(data, max_steps=12, checkpoint_every=1, keep_every=0, sleep_s=0.05)
-    run_standin(config, tmp_path / "whole")
+    config = _kill_config(data)
+    run_tiny(config, tmp_path / "whole")
     out = tmp_path / "killed"
     code = (
         f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_trainer as t; "
-        f"t._standin_main({str(out)!r}, {str(data['train'])!r}, {str(data['val'])!r})"
+        f"t._killable_main({str(out)!r}, {str(data['train'])!r}, {str(data['val'])!r})"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    process = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            last = out / LAST_NAME
-            if last.is_file() and _readable_step(last) >= 4:
+            if _readable_step(out / LAST_NAME) >= 5:
                 break
-            time.sleep(0.02)
-        time.sleep(0.13)  # land somewhere inside a later step or checkpoint write
+            time.sleep(0.01)
+        time.sleep(0.037)  # land somewhere inside a later step or checkpoint write
         assert process.poll() is None, "the run finished before it could be killed"
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     killed_at = load_checkpoint(latest_checkpoint(out))["step"]
-    assert 4 <= killed_at < 12
-    run_standin(config, out)
+    assert 5 <= killed_at < KILL_STEPS
+    run_tiny(config, out)
     assert_same_training_state(final_state(tmp_path / "whole"), final_state(out))
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # lines the killed run wrote past its checkpoint were dropped
 
 
 def _readable_step(path: Path) -> int:
     try:
         return int(load_checkpoint(path)["step"])
-    except Exception:
+    except CheckpointError:
         return -1
 
 
@@ -381,16 +337,14 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str, train_path:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     data = {"train": Path(train_path), "val": Path(val_path)}
-    config = standin_config(data, max_steps=4, batch_size=2, checkpoint_every=2, keep_every=0, val_every=2)
+    config = tiny_config(data, total_steps=4, batch_size=2, checkpoint_every=2, val_every=2)
     built: list[nn.Module] = []  # keeps this rank's live replica to compare its final weights
 
     def build(cfg):
-        built.append(StandInModel(cfg))
+        built.append(build_model(cfg))
         return built[-1]
 
-    result = train(
-        config, out_dir=Path(out_dir), device="cpu", progress=False, build_model=build, make_dataset=StandInDataset
-    )
+    result = run_tiny(config, Path(out_dir), build_model=build)
     weights = {k: v.detach().clone() for k, v in built[0].state_dict().items()}
     torch.save({"step": result.step, "val_loss": result.val_loss, "model": weights}, Path(out_dir) / f"rank{rank}.pt")
 
@@ -409,8 +363,9 @@ def test_two_gloo_processes_train_identical_replicas(data, tmp_path):
     assert ranks[0]["val_loss"] == ranks[1]["val_loss"]  # all-reduced over the two shards
     for name, tensor in ranks[0]["model"].items():
         assert torch.equal(tensor, ranks[1]["model"][name]), name
-    initial = StandInModel(standin_config(data)).state_dict()  # weights moved, identically on both ranks
-    assert any(not torch.equal(initial[n], ranks[0]["model"][n]) for n in initial)
+    torch.manual_seed(0)
+    initial = build_model(tiny_config(data)).state_dict()  # the weights moved, identically on both ranks
+    assert any(not torch.equal(initial[n], ranks[0]["model"][n]) for n in initial if initial[n].is_floating_point())
     state = final_state(tmp_path)
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["epoch_position"] == 0
     assert (tmp_path / "model.pt").is_file()
