@@ -20,6 +20,7 @@ Rules (documented choices):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -84,11 +85,13 @@ class ReferenceRecord:
     def elements(self) -> frozenset[str]:
         return frozenset(self.counts)
 
-    @property
+    @functools.cached_property
     def reduced_formula(self) -> str:
         from pymatgen.core import Composition
 
-        return Composition(self.counts).reduced_formula
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen warns about missing electronegativities (He, Ne, ...)
+            return Composition(self.counts).reduced_formula
 
     def atoms(self) -> Atoms:
         """The structure as ``ase.Atoms`` (parsed from the CIF)."""
