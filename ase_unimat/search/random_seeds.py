@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -339,12 +340,23 @@ class SpaceGroup:
 
     def snap(self, point: np.ndarray, delta: float) -> np.ndarray:
         """Move ``point`` onto the point fixed by the operations that map it within ``delta`` of itself."""
+        return self.snap_many(point[None], np.array([delta]))[0]
+
+    def snap_many(self, points: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """:meth:`snap` for points (P, 3) with their own ``deltas`` (P,)."""
         for _ in range(4):
-            images = self.rotations @ point + self.translations  # (n_ops, 3)
-            offset = (images - point + 0.5) % 1.0 - 0.5  # (n_ops, 3) nearest-image offsets
-            near = np.max(np.abs(offset), axis=1) <= delta
-            point = point + offset[near].mean(axis=0)
-        return np.mod(point, 1.0)
+            images = np.einsum("nij,pj->pni", self.rotations, points) + self.translations  # (P, n_ops, 3)
+            offset = (images - points[:, None, :] + 0.5) % 1.0 - 0.5  # (P, n_ops, 3) nearest-image offsets
+            near = np.max(np.abs(offset), axis=2) <= deltas[:, None]  # (P, n_ops); identity always near
+            points = points + np.einsum("pn,pni->pi", near, offset) / near.sum(axis=1, keepdims=True)
+        return np.mod(points, 1.0)
+
+    def orbit_sizes(self, points: np.ndarray, *, grid: int = 10000) -> np.ndarray:
+        """Number of distinct images (P,) of fractional points (P, 3), compared on a 1/``grid`` mesh."""
+        images = np.einsum("nij,pj->pni", self.rotations, points) + self.translations  # (P, n, 3)
+        cells = np.mod(np.rint(images * grid).astype(np.int64), grid)  # (P, n, 3)
+        keys = np.sort((cells[..., 0] * grid + cells[..., 1]) * grid + cells[..., 2], axis=1)  # (P, n)
+        return 1 + np.count_nonzero(np.diff(keys, axis=1), axis=1)
 
 
 class SpaceGroupLibrary:
@@ -364,8 +376,10 @@ class SpaceGroupLibrary:
             import spglib
 
             first: dict[int, int] = {}
-            for hall in range(1, 531):
-                first.setdefault(int(spglib.get_spacegroup_type(hall).number), hall)
+            with warnings.catch_warnings():  # spglib 2.x deprecation notices about its error handling
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for hall in range(1, 531):
+                    first.setdefault(int(spglib.get_spacegroup_type(hall).number), hall)
             self._hall_of_number = first
         return self._hall_of_number
 
@@ -374,13 +388,18 @@ class SpaceGroupLibrary:
         if hall not in self._groups:
             import spglib
 
-            ops = spglib.get_symmetry_from_database(hall)
-            number = int(spglib.get_spacegroup_type(hall).number)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ops = spglib.get_symmetry_from_database(hall)
+                number = int(spglib.get_spacegroup_type(hall).number)
             group = SpaceGroup(hall, number, np.asarray(ops["rotations"]), np.asarray(ops["translations"]), frozenset())
             rng = np.random.default_rng([self._seed, hall])
             sizes = {group.n_ops}
-            for _ in range(self._samples):
-                sizes.add(len(group.orbit(group.snap(rng.random(3), float(rng.uniform(0.0, 0.3))))))
+            chunk = max(1, 20000 // group.n_ops)
+            for start in range(0, self._samples, chunk):
+                m = min(chunk, self._samples - start)
+                points = group.snap_many(rng.random((m, 3)), rng.uniform(0.0, 0.3, size=m))
+                sizes.update(int(x) for x in group.orbit_sizes(points))
             group.multiplicities = frozenset(sizes)
             self._groups[hall] = group
         return self._groups[hall]
@@ -394,7 +413,9 @@ class SpaceGroupLibrary:
             out = []
             for _number, hall in sorted(self.hall_numbers().items()):
                 if hall not in self._n_ops:
-                    self._n_ops[hall] = len(spglib.get_symmetry_from_database(hall)["rotations"])
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        self._n_ops[hall] = len(spglib.get_symmetry_from_database(hall)["rotations"])
                 if not symmops[0] <= self._n_ops[hall] <= symmops[1]:
                     continue
                 if all(_representable(n, self.group(hall).multiplicities) for n in counts):
