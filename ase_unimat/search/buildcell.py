@@ -90,7 +90,7 @@ def parse_cell(text: str, *, nform: int | None = None, name: str = "<cell>") -> 
                 f"{name}: #NATOM with {len(seed_counts)} species is a variable-composition search, "
                 "which is not supported; give every species a NUM"
             )
-        seed_counts, lines = {next(iter(seed_counts)): natom}, natom
+        seed_counts, lines = {next(iter(seed_counts)): natom}, 1  # buildcell: the volume is per atom
     if not seed_counts:
         raise CellFileError(f"{name}: no atoms (need a POSITIONS_FRAC/POSITIONS_ABS block or #SPECIES)")
     if nform is None:
