@@ -433,3 +433,42 @@ def generation_metrics(
     }
     out.update(coverage(gen_fp, ref_fp, struct_cutoff=struct_cutoff, comp_cutoff=comp_cutoff))
     return out
+
+
+def pair_predictions(predictions: Sequence[Any], references: Sequence[Any], *, k: int = 1) -> list[list[Any]]:
+    """Group CSP predictions per reference: by ``info["material_id"]`` when every prediction and
+    reference has one, else by order (predictions ``i*k .. i*k+k-1`` belong to reference ``i``)."""
+    ref_ids = [getattr(r, "info", {}).get("material_id") for r in references]
+    pred_ids = [getattr(p, "info", {}).get("material_id") for p in predictions]
+    if all(ref_ids) and all(pred_ids):
+        groups: dict[str, list[Any]] = {str(i): [] for i in ref_ids}
+        for pid, pred in zip(pred_ids, predictions, strict=True):
+            if str(pid) not in groups:
+                raise ValueError(f"prediction for material_id {pid!r}, which is not among the references")
+            groups[str(pid)].append(pred)
+        return [groups[str(i)] for i in ref_ids]
+    if k < 1 or len(predictions) != k * len(references):
+        raise ValueError(
+            f"{len(predictions)} predictions for {len(references)} references at k={k}: without material_id "
+            f"in atoms.info, predictions must be k per reference, in reference order"
+        )
+    return [list(predictions[i * k : (i + 1) * k]) for i in range(len(references))]
+
+
+def evaluate(
+    generated: Sequence[Any],
+    reference: Sequence[Any],
+    *,
+    dataset: str | None = "mp_20",
+    csp: bool = False,
+    k: int = 1,
+) -> dict[str, Any]:
+    """Generation metrics of ``generated`` against ``reference``, plus CSP match when ``csp``.
+
+    For CSP the predictions are grouped with :func:`pair_predictions` (``k`` per reference).
+    """
+    out: dict[str, Any] = {"generation": generation_metrics(generated, reference, dataset=dataset)}
+    if csp:
+        pairs = pair_predictions(generated, reference, k=k)
+        out["csp"] = csp_match(pairs, reference, k=max(1, max(len(p) for p in pairs)))
+    return out

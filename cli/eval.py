@@ -1,0 +1,153 @@
+"""``unimat-eval``: generative metrics (and optionally CHGNet stability) of generated structures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+DATASETS = ("mp_20", "carbon_24", "perov_5")
+STRUCTURE_SUFFIXES = (".cif", ".res")
+
+EXAMPLES = """
+\b
+Examples:
+  unimat-eval samples.extxyz --reference ../shared/data/mp_20/test.csv.gz --out metrics.json
+  unimat-eval seeds_dir/ --reference data/mp20_test.h5 --limit 200
+  unimat-eval csp.extxyz --reference ../shared/data/mp_20/test.csv.gz --csp --k 20
+  unimat-eval samples.extxyz --reference ../shared/data/mp_20/test.csv.gz --stability --workers 2
+"""
+
+
+def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
+    """Atoms from an ase-readable file (extxyz, CIF, ...), a folder of .cif/.res files, a CSV with a
+    ``cif`` column (``material_id`` kept in ``info``), or a UniMat HDF5 file."""
+    import warnings
+
+    from ase.io import read
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES)
+            if not files:
+                raise click.ClickException(f"no .cif or .res files in folder {path}")
+            return [read(f) for f in files[:limit]]
+        name = path.name.lower()
+        if name.endswith((".h5", ".hdf5")):
+            from ase_unimat.dataset import read_atoms
+
+            return read_atoms(path)[:limit]
+        if name.endswith((".csv", ".csv.gz")):
+            return _read_csv(path, limit)
+        return list(read(path, index=":"))[:limit]
+
+
+def _read_csv(path: Path, limit: int | None) -> list[Any]:
+    import pandas as pd
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    frame = pd.read_csv(path, nrows=limit)
+    if "cif" not in frame:
+        raise click.ClickException(f"{path} has no 'cif' column")
+    out = []
+    for i, cif in enumerate(frame["cif"]):
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_str(cif, fmt="cif"))
+        atoms.info["material_id"] = str(frame["material_id"][i]) if "material_id" in frame else str(i)
+        out.append(atoms)
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("generated", type=click.Path(exists=True, path_type=Path))
+@click.option("--reference", "reference", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference structures: CSV with a 'cif' column (e.g. mp_20/test.csv.gz) or UniMat HDF5.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="mp_20", show_default=True,
+              help="Which published coverage cutoffs to use.")
+@click.option("--csp", is_flag=True, help="Also score crystal-structure prediction (match rate, RMSE at 1 and k).")
+@click.option("--k", "k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CSP predictions per reference when pairing by order (no material_id in the files).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Read at most this many structures from each input.  [default: all]")
+@click.option("--stability", is_flag=True,
+              help="Relax with the calculator and compute energy above hull, uniqueness, novelty, S.U.N.")
+@click.option("--calc", "calculator", default="chgnet", show_default=True, help="Calculator for --stability.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Relaxation processes for --stability (one thread each).")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Shared data folder for hull phases and novelty.  [default: $UNIMAT_SHARED_DATA or ../shared/data]")
+@click.option("--hull-cache", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("~/.cache/ase-unimat/hull_energies.json"), show_default=True,
+              help="JSON cache of relaxed competing-phase energies.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("metrics.json"),
+              show_default=True, help="Where to write the metrics as JSON.")
+def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limit: int | None, stability: bool,
+         calculator: str, workers: int, data_dir: Path | None, hull_cache: Path, out: Path) -> None:  # fmt: skip
+    """Validity, coverage, Wasserstein distances (and CSP match) of GENERATED against --reference.
+
+    GENERATED is an extxyz/CIF file, a folder of .cif/.res files, a CSV with a 'cif' column or a
+    UniMat HDF5 file. Metrics follow CDVAE/DiffCSP (see ase_unimat/metrics.py).
+    """
+    from ase_unimat.metrics import evaluate
+
+    structures = read_structures(generated, limit=limit)
+    references = read_structures(reference, limit=limit)
+    if not structures:
+        raise click.ClickException(f"no structures in {generated}")
+    click.echo(f"{len(structures)} generated, {len(references)} reference structures")
+    try:
+        result = evaluate(structures, references, dataset=dataset, csp=csp, k=k)
+        if stability:
+            result["stability"] = _stability(structures, calculator, workers, data_dir, hull_cache.expanduser())
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    result["inputs"] = {"generated": str(generated), "reference": str(reference), "dataset": dataset}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_clean(result), indent=1) + "\n")
+    for section, values in result.items():
+        if section in ("inputs",):
+            continue
+        shown = {key: v for key, v in values.items() if isinstance(v, int | float)}
+        click.echo(f"{section}: " + ", ".join(f"{key}={v:.4g}" for key, v in shown.items()))
+    click.echo(f"wrote {out}")
+
+
+def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path) -> dict:
+    from ase_unimat.search.relax import RelaxSettings
+    from ase_unimat.stability import (
+        HULL_SOURCES,
+        TRAINING_SOURCES,
+        EnergyCache,
+        load_reference_records,
+        stability_report,
+    )
+
+    return stability_report(
+        structures,
+        calculator=calculator,
+        calculator_options={"threads": 1} if calculator == "chgnet" else None,
+        cache=EnergyCache(cache_path),
+        hull_records=load_reference_records(data_dir, sources=HULL_SOURCES),
+        training_records=load_reference_records(data_dir, sources=TRAINING_SOURCES),
+        settings=RelaxSettings(),
+        workers=workers,
+        progress=click.echo,
+    )
+
+
+if __name__ == "__main__":
+    main()
