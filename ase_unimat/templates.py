@@ -19,8 +19,9 @@ Rules, for a target composition (counts of one cell):
 - **Volume**: the template cell is scaled isotropically so that its volume changes by the ratio of
   summed covalent-sphere volumes of target and template atoms (:mod:`ase_unimat.search.volume`).
 - **Duplicates**: two candidates are the same when their neighbour fingerprints agree within 0.05
-  (for every atom, the 6 shortest distances in units of ``(V/N)^(1/3)``, grouped by target element
-  and sorted); only the best-ranked one is kept and counts the others in ``n_duplicates``.
+  (for every atom, the 4 shortest distances to atoms of each target element, in units of
+  ``(V/N)^(1/3)``; atoms grouped by element and sorted); only the best-ranked one is kept and
+  counts the others in ``n_duplicates``. A supercell candidate can match a template of full size.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from ase_unimat.search.volume import sphere_volume
 
 CHI_SCALE = 0.5
 RADIUS_SCALE = 0.2
-FINGERPRINT_NEIGHBOURS = 6
+FINGERPRINT_NEIGHBOURS = 4
+FINGERPRINT_RADIUS = 3.5
 FINGERPRINT_TOL = 0.05
 MAX_TIE_PERMUTED = 4
 
@@ -69,7 +71,7 @@ class _Group:
 
     rows: list[int]
     atoms: list[Atoms] = field(default_factory=list)
-    fingerprints: list[np.ndarray] = field(default_factory=list)  # (n_atoms, k) per structure
+    fingerprints: list[dict[int, np.ndarray]] = field(default_factory=list)  # Z -> (n_atoms, k) per structure
 
 
 class TemplateIndex:
@@ -205,8 +207,8 @@ class TemplateIndex:
         scored.sort(key=lambda item: item[:3])
         kept: list[tuple[np.ndarray, list]] = []
         for m, prior, row, i, group, mapping in scored:
-            fingerprint = _arrange(np.repeat(group.fingerprints[i], m, axis=0), np.repeat(group.atoms[i].numbers, m),
-                                   mapping, target_roles)
+            repeated = {z: np.repeat(f, m, axis=0) for z, f in group.fingerprints[i].items()}
+            fingerprint = _arrange(repeated, np.repeat(group.atoms[i].numbers, m), mapping, target_roles)
             for other in kept:
                 if other[0].shape == fingerprint.shape and np.max(np.abs(other[0] - fingerprint)) < FINGERPRINT_TOL:
                     other[1][-1] += 1
@@ -285,28 +287,39 @@ class TemplateIndex:
                                  float(prior), int(m), int(n_duplicates))
 
 
-def neighbour_fingerprint(atoms: Atoms, *, k: int = FINGERPRINT_NEIGHBOURS) -> np.ndarray:
-    """(n_atoms, k) shortest interatomic distances of each atom, in units of ``(V / N)^(1/3)``."""
+def neighbour_fingerprint(atoms: Atoms, *, k: int = FINGERPRINT_NEIGHBOURS) -> dict[int, np.ndarray]:
+    """For each element Z: (n_atoms, k) shortest distances from every atom to atoms of Z.
+
+    Distances are in units of ``(V / N)^(1/3)``, so the fingerprint ignores isotropic scaling;
+    periodic images count, and distances beyond the search radius read as that radius.
+    """
     n = len(atoms)
     scale = (atoms.get_volume() / n) ** (1.0 / 3.0)
     cell = atoms.cell[:] / scale
     pos = atoms.get_positions() / scale
     heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
-    reach = np.ceil(2.5 / heights).astype(int)
+    reach = np.ceil(FINGERPRINT_RADIUS / heights).astype(int)
     grid = np.array(list(itertools.product(*[range(-r, r + 1) for r in reach])), dtype=float) @ cell  # (K, 3)
     diff = pos[None, :, None, :] - pos[:, None, None, :] + grid[None, None]  # (n, n, K, 3)
-    dist = np.linalg.norm(diff, axis=-1).reshape(n, -1)  # (n, n*K)
+    dist = np.linalg.norm(diff, axis=-1)  # (n, n, K)
     dist[dist < 1e-8] = np.inf
-    return np.sort(dist, axis=1)[:, :k]
+    out = {}
+    for z in np.unique(atoms.numbers):
+        to_z = np.sort(dist[:, atoms.numbers == z].reshape(n, -1), axis=1)[:, :k]  # (n, k)
+        out[int(z)] = np.minimum(to_z, FINGERPRINT_RADIUS)
+    return out
 
 
-def _arrange(fingerprint: np.ndarray, numbers: np.ndarray, mapping: Mapping[str, str],
+def _arrange(fingerprint: Mapping[int, np.ndarray], numbers: np.ndarray, mapping: Mapping[str, str],
              target_roles: Sequence[str]) -> np.ndarray:
-    """Fingerprint rows grouped by target element (in role order), each group sorted; flattened."""
+    """One vector per candidate: atoms grouped by target element (role order), each atom's distances to
+    every target element (role order), rows sorted within a group."""
+    inverse = {target: atomic_numbers[template] for template, target in mapping.items()}
+    columns = np.concatenate([fingerprint[inverse[e]] for e in target_roles], axis=1)  # (n, n_el * k)
     targets = np.array([mapping[chemical_symbols[z]] for z in numbers])
     parts = []
     for symbol in target_roles:
-        rows = fingerprint[targets == symbol]
+        rows = columns[targets == symbol]
         parts.append(rows[np.lexsort(rows.T[::-1])].ravel())
     return np.concatenate(parts)
 
