@@ -192,3 +192,18 @@ def test_mp20_test_sample_against_itself_is_perfect(shared_data):
     for s in shaken:
         s.perturb(1.5, min_distance=1.0, seed=int(rng.integers(1 << 30)))
     assert metrics.csp_match([[s] for s in shaken], structures)["match_rate_at_1"] < 1.0
+
+
+def test_pair_predictions_by_id_and_by_order():
+    refs = [Atoms("Si", cell=[3, 3, 3], pbc=True, info={"material_id": m}) for m in ("a", "b")]
+    preds = [Atoms("Si", cell=[3, 3, 3], pbc=True, info={"material_id": m, "k": i}) for i, m in enumerate("bab")]
+    pairs = metrics.pair_predictions(preds, refs)
+    assert [[p.info["k"] for p in group] for group in pairs] == [[1], [0, 2]]
+    anonymous = [Atoms("Si", cell=[3, 3, 3], pbc=True, info={"k": i}) for i in range(4)]
+    pairs = metrics.pair_predictions(anonymous, refs, k=2)
+    assert [[p.info["k"] for p in group] for group in pairs] == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="k per reference"):
+        metrics.pair_predictions(anonymous[:3], refs, k=2)
+    stray = [Atoms("Si", cell=[3, 3, 3], pbc=True, info={"material_id": "z"})]
+    with pytest.raises(ValueError, match="not among the references"):
+        metrics.pair_predictions(stray, refs)
