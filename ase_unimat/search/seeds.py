@@ -205,13 +205,13 @@ class MixedSeedSource:
                         )
                     made.update(zip(wanted, seeds, strict=True))
             except NoSeedsForFormula as err:
+                if len(self.sources) == 1:
+                    raise
                 self._drop(source_name, counts, str(err))
                 continue
             return [made[k] for k in indices]
 
     def _drop(self, source_name: str, counts: Mapping[str, int], reason: str) -> None:
-        if len(self.sources) == 1:
-            raise NoSeedsForFormula(reason)
         key = tuple(sorted(counts.items()))
         self._dropped.setdefault(source_name, {})[key] = reason
         remaining = [n for n in self.weights if key not in self._dropped.get(n, {})]
