@@ -1,4 +1,4 @@
-"""The UniMat HDF5 dataset format (one file per dataset) and the torch ``UniMatDataset`` over it.
+"""The UniMat HDF5 dataset format (one file per dataset); ``UniMatDataset`` (torch) is re-exported here.
 
 Layout (``N`` structures, ``M`` atoms in all; every dataset resizable along its first axis)::
 
@@ -40,10 +40,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL
-from ase_unimat.representation import NULL, RepresentationError, encode, occupied, permute_slots
+from ase_unimat.representation import NULL, RepresentationError, encode, occupied
 
 FORMAT_NAME = "unimat-hdf5"
 FORMAT_VERSION = 1
@@ -378,138 +377,11 @@ def describe(path: str | Path, *, top: int = 118) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------- torch
+def __getattr__(name: str):
+    """``UniMatDataset`` lives in :mod:`ase_unimat.dataset_torch`; importing it here lazily keeps torch
+    out of the converter and ``unimat-convert info`` (torch takes seconds to import)."""
+    if name == "UniMatDataset":
+        from ase_unimat.dataset_torch import UniMatDataset
 
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(start, stop)`` for each pair (int64)."""
-    lengths = stops - starts
-    return np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
-
-
-class UniMatDataset(torch.utils.data.Dataset):
-    """Torch dataset over a UniMat HDF5 file, yielding the batch dict of ARCHITECTURE.md plus ``index``.
-
-    Items: ``coords (L, 9, 18, 3) float32``, ``lattice (6,) float32``, ``composition (9, 18) float32``,
-    ``natoms`` and ``index`` (int64 scalars), and each requested property (float32, NaN = missing).
-
-    The per-structure arrays (lattice, natoms, properties: tens of bytes each) are read when the
-    dataset is built. The atoms are read on demand through an HDF5 handle that every process opens
-    for itself on first use (the handle is never pickled, and a forked process reopens it), so
-    DataLoader workers and DDP ranks each read their own; ``in_memory=True`` reads all atoms once
-    instead (~15 bytes per atom). ``__getitems__`` serves a whole DataLoader batch in one call.
-
-    Parameters
-    ----------
-    path
-        The dataset file.
-    in_memory
-        Load all atoms at construction instead of reading them per item.
-    augment
-        Permute the atoms within each element's slots (:func:`permute_slots`), with a generator
-        seeded by ``(seed, epoch, index)`` so an item is reproducible; call :meth:`set_epoch`
-        before each epoch (as with ``DistributedSampler``).
-    seed
-        Seed of the augmentation.
-    properties
-        Names of ``properties/`` columns to return as extra keys.
-    """
-
-    def __init__(self, path: str | Path, *, in_memory: bool = False, augment: bool = False, seed: int = 0,
-                 properties: Sequence[str] = ()) -> None:
-        self.path = str(path)
-        self.in_memory = bool(in_memory)
-        self.augment = bool(augment)
-        self.seed = int(seed)
-        self.epoch = 0
-        with open_file(self.path) as h5:
-            self.n_slots = int(h5.attrs["L"])
-            self._natoms = h5["natoms"][:].astype(np.int64)  # (N,)
-            self._lattice = h5["lattice"][:].astype(np.float32)  # (N, 6)
-            missing = [p for p in properties if p not in h5["properties"]]
-            if missing:
-                raise KeyError(f"{self.path} has no property {missing[0]!r}; it has {sorted(h5['properties'])}")
-            self._properties = {p: h5["properties"][p][:].astype(np.float32) for p in properties}
-            for p, ds_values in self._properties.items():
-                if np.issubdtype(h5["properties"][p].dtype, np.integer):
-                    ds_values[ds_values == INT_MISSING] = np.nan
-            self._numbers = h5["atoms/z"][:].astype(np.int64) if in_memory else None  # (M,)
-            self._frac = h5["atoms/frac"][:] if in_memory else None  # (M, 3)
-        self._offsets = np.concatenate([[0], np.cumsum(self._natoms)])  # (N + 1,)
-        self._h5 = None
-        self._pid = None
-
-    def __len__(self) -> int:
-        return len(self._natoms)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that seeds the augmentation."""
-        self.epoch = int(epoch)
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_h5"], state["_pid"] = None, None
-        return state
-
-    def close(self) -> None:
-        """Close this process's file handle (it reopens on the next read)."""
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
-        self._h5, self._pid = None, None
-
-    def _handle(self) -> h5py.File:
-        if self._h5 is None or self._pid != os.getpid():
-            self._h5 = open_file(self.path, rdcc_nbytes=4 * 2**20)
-            self._pid = os.getpid()
-        return self._h5
-
-    def _check(self, index: int) -> int:
-        n = len(self)
-        index = int(index)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} structures")
-        return index % n
-
-    def _atoms(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Atomic numbers (m,) and fractions (m, 3) of the structures ``indices``, in that order."""
-        starts, stops = self._offsets[indices], self._offsets[indices + 1]
-        if self.in_memory:
-            take = _ranges(starts, stops)
-            return self._numbers[take], self._frac[take]
-        h5 = self._handle()
-        z_ds, frac_ds = h5["atoms/z"], h5["atoms/frac"]
-        lo, hi = int(starts.min()), int(stops.max())
-        if hi - lo <= 4 * ATOM_CHUNK:  # close together: one read, then pick
-            z_block, frac_block = z_ds[lo:hi], frac_ds[lo:hi]
-            take = _ranges(starts, stops) - lo
-            return z_block[take].astype(np.int64), frac_block[take]
-        numbers = [z_ds[a:b] for a, b in zip(starts, stops, strict=True)]
-        fracs = [frac_ds[a:b] for a, b in zip(starts, stops, strict=True)]
-        return np.concatenate(numbers).astype(np.int64), np.concatenate(fracs)
-
-    def _items(self, indices: np.ndarray) -> list[dict[str, torch.Tensor]]:
-        natoms = self._natoms[indices]  # (B,)
-        numbers, frac = self._atoms(indices)
-        coords = dense_coords(natoms, numbers, frac, n_slots=self.n_slots)  # (B, L, 9, 18, 3)
-        composition = np.zeros((len(indices), *GRID_SHAPE), dtype=np.float32)  # (B, 9, 18)
-        rows, cols = Z_TO_CELL[numbers].T
-        np.add.at(composition, (np.repeat(np.arange(len(indices)), natoms), rows, cols), 1.0)
-        if self.augment:
-            for k, i in enumerate(indices):
-                coords[k] = permute_slots(coords[k], rng=np.random.default_rng((self.seed, self.epoch, int(i))))
-        coords_t, comp_t = torch.from_numpy(coords), torch.from_numpy(composition)
-        items = []
-        for k, i in enumerate(indices):
-            item = {"coords": coords_t[k], "lattice": torch.from_numpy(self._lattice[i]), "composition": comp_t[k],
-                    "natoms": torch.tensor(natoms[k], dtype=torch.int64), "index": torch.tensor(i, dtype=torch.int64)}
-            for name, values in self._properties.items():
-                item[name] = torch.tensor(values[i])
-            items.append(item)
-        return items
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self._items(np.array([self._check(index)]))[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """A DataLoader batch in one read (torch calls this instead of ``__getitem__`` per item)."""
-        return self._items(np.array([self._check(i) for i in indices], dtype=np.int64))
+        return UniMatDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

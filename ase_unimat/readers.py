@@ -159,8 +159,19 @@ def _parse_payload(raw: RawRecord):
     raise ValueError(f"unknown record kind {raw.kind!r}")
 
 
-def parse_cif(text: str):
-    """pymatgen ``Structure`` of the first data block of a CIF, as written (no primitive reduction)."""
+def parse_cif(text: str, *, fast: bool = True):
+    """The crystal of the first data block of a CIF, as written (no primitive reduction).
+
+    With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.cif_p1.parse_p1_cif` (into
+    ``ase.Atoms``); everything else, or every CIF without ``fast``, by pymatgen (a ``Structure``).
+    """
+    from ase_unimat.cif_p1 import NotSimpleCif, parse_p1_cif
+
+    if fast:
+        try:
+            return parse_p1_cif(text)
+        except NotSimpleCif:
+            pass
     from pymatgen.io.cif import CifParser
 
     with warnings.catch_warnings():
