@@ -286,8 +286,8 @@ class RelaxTask:
 
 def relax_task(task: RelaxTask) -> RelaxResult:
     """Build the calculator in this process (cached per named spec) and relax the task's seed."""
-    if isinstance(task.calculator, str):
-        calculator = _cached_calculator(task.calculator, task.calculator_options)
+    if isinstance(task.calculator, str):  # one per thread: threaded executors must not share one
+        calculator = _cached_calculator(task.calculator, task.calculator_options, threading.get_ident())
     else:
         from ase_unimat.search.calculators import get_calculator
 
@@ -295,9 +295,9 @@ def relax_task(task: RelaxTask) -> RelaxResult:
     return relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_calculator(spec: str, options: tuple[tuple[str, Any], ...]) -> Any:
-    """A worker process builds each named calculator once (CHGNet loads its weights once)."""
+@functools.lru_cache(maxsize=16)
+def _cached_calculator(spec: str, options: tuple[tuple[str, Any], ...], thread: int) -> Any:
+    """A worker builds each named calculator once per thread (CHGNet loads its weights once)."""
     from ase_unimat.search.calculators import get_calculator
 
     return get_calculator(spec, **dict(options))

@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,10 @@ def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
     """``2`` -> ``(2, 2)``, ``(1, 4)`` or ``"1-4"`` -> ``(1, 4)``; raises :class:`SearchError` otherwise."""
     try:
         if isinstance(value, str):
-            low, _, high = value.strip().partition("-")
-            bounds = (int(low), int(high or low))
+            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+            if match is None:
+                raise ValueError(value)
+            bounds = (int(match[1]), int(match[2] or match[1]))
         elif isinstance(value, int):
             bounds = (value, value)
         else:
