@@ -9,16 +9,18 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from click.testing import CliRunner
 from torch import nn
 
 from ase_unimat.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
-from ase_unimat.config import ModelConfig, TrainConfig, UniMatConfig, from_dict
+from ase_unimat.config import ModelConfig, TrainConfig, UniMatConfig, configs_dir, from_dict, load_config, to_dict
 from ase_unimat.dataset import UniMatDataset, write_structures
 from ase_unimat.diffusion import build_model
 from ase_unimat.representation import composition_of
@@ -369,3 +371,67 @@ def test_two_gloo_processes_train_identical_replicas(data, tmp_path):
     state = final_state(tmp_path)
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["epoch_position"] == 0
     assert (tmp_path / "model.pt").is_file()
+
+
+# -- the unimat-train command ----------------------------------------------------------------------
+
+
+def _write_toml(config: UniMatConfig, path: Path) -> Path:
+    from ase_unimat.cli.train import toml_text
+
+    path.write_text(toml_text(to_dict(config)), encoding="utf-8")
+    return path
+
+
+def test_toml_text_round_trips_every_shipped_config():
+    from ase_unimat.cli.train import toml_text
+
+    for path in sorted(configs_dir().glob("*.toml")):
+        config = load_config(path)
+        assert from_dict(tomllib.loads(toml_text(to_dict(config)))) == config, path.name
+
+
+def test_cli_trains_resumes_and_records_the_effective_config(data, tmp_path):
+    from ase_unimat.cli.train import main
+
+    toml = _write_toml(tiny_config(data), tmp_path / "tiny.toml")
+    out = tmp_path / "run"
+    args = [str(toml), "--out", str(out), "--no-progress", "--set", "train.log_every=2", "--set", "model.dropout=0.0"]
+    first = CliRunner().invoke(main, [*args, "--max-steps", "4"])
+    assert first.exit_code == 0, first.output
+    assert "step 4 (epoch 1)" in first.output and (out / "model.pt").is_file()
+    written = load_config(out / "config.toml")
+    assert written.train.total_steps == 4 and written.train.log_every == 2 and written.model.dropout == 0.0
+    second = CliRunner().invoke(main, [*args, "--max-steps", "6"])  # a longer run resumes from step 4
+    assert second.exit_code == 0, second.output
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
+    assert torch.load(out / "model.pt", weights_only=True)["step"] == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "train.lr"], "expected SECTION.KEY=VALUE"),
+        (["--set", "train.learning_rate=1"], "has no key 'learning_rate'"),
+        (["--set", "optim.lr=1"], "no config section [optim]"),
+        (["--set", "train.batch_size=big"], "train.batch_size must be an integer"),
+        (["--set", "train.train_data=/nonexistent/x.h5"], "/nonexistent/x.h5"),
+    ],
+)
+def test_cli_user_mistakes_are_one_line_errors(data, tmp_path, args, message):
+    from ase_unimat.cli.train import main
+
+    toml = _write_toml(tiny_config(data), tmp_path / "tiny.toml")
+    result = CliRunner().invoke(main, [str(toml), "--out", str(tmp_path / "run"), "--no-progress", *args])
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_missing_config_and_help():
+    from ase_unimat.cli.train import main
+
+    missing = CliRunner().invoke(main, ["/nonexistent/config.toml"])
+    assert missing.exit_code != 0 and "config file not found" in missing.output
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert "torchrun --nproc_per_node" in help_text and "--max-steps" in help_text and "--set" in help_text
