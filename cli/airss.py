@@ -72,9 +72,9 @@ def main() -> None:
 @click.option(
     "--formula-units",
     type=_FormulaUnits(),
-    default="1-4",
-    show_default=True,
-    help="Formula units per cell: N or a range LOW-HIGH (drawn per seed, reproducibly).",
+    default=None,
+    help="Formula units per cell: N or a range LOW-HIGH (drawn per seed, reproducibly).  "
+    "[default: 1-4, or the seed file's #NFORM]",
 )
 @click.option("-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of seeds in the run.")
 @click.option(

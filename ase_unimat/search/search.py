@@ -81,7 +81,9 @@ class Search:
     n
         Number of seeds (indices ``0 .. n-1``).
     formula_units
-        Formula units per cell: an int or an inclusive range ``(low, high)``; ignored with a ``.cell``.
+        Formula units per cell: an int or an inclusive range ``(low, high)``, drawn per seed. Default:
+        ``(1, 4)`` for a formula, the seed file's ``#NFORM`` for a ``.cell`` (whose counts then are
+        one formula unit of the file).
     pressure, fmax, max_steps, optimizer, time_limit
         Relaxation settings (GPa, eV/Å, steps, ``"FIRE"``/``"BFGS"``, seconds per seed or None).
     workers
@@ -109,7 +111,7 @@ class Search:
         calculator_options: Mapping[str, Any] | None = None,
         seeds: Any = "unimat",
         n: int = 10,
-        formula_units: int | Sequence[int] | str = (1, 4),
+        formula_units: int | Sequence[int] | str | None = None,
         pressure: float = 0.0,
         fmax: float = 0.05,
         max_steps: int = 500,
@@ -150,8 +152,10 @@ class Search:
         self.run_seed = int(run_seed)
         self.db = Path(db) if db is not None else None
         self.plot = bool(plot)
-        self.cell_file, self.counts = _target(formula)
-        self.formula_units = (1, 1) if self.cell_file else parse_formula_units(formula_units)
+        self.cell_file, self.counts, file_units = _target(formula)
+        if formula_units is None and file_units is None:
+            raise SearchError(f"{formula}: #NFORM is a range; give the formula units explicitly (--formula-units)")
+        self.formula_units = parse_formula_units(formula_units if formula_units is not None else file_units)
         self.seed_spec = seeds
         self.model = model
         self.template_reference = template_reference
@@ -293,9 +297,8 @@ class Search:
             return self.seed_spec
         from ase_unimat.search.seeds import make_seed_sources
 
-        spec = "cell" if self.cell_file and self.seed_spec in ("random", "cell") else self.seed_spec
         return make_seed_sources(
-            spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec()
+            self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec()
         )
 
     def _cell_spec(self) -> Any:
@@ -303,7 +306,7 @@ class Search:
             return None
         from ase_unimat.search.buildcell import read_cell
 
-        return read_cell(self.cell_file)
+        return read_cell(self.cell_file, nform=1)  # formula units are drawn per seed here
 
     # -- run directory ---------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -336,21 +339,26 @@ class Search:
         return store
 
 
-def _target(formula: Any) -> tuple[Path | None, dict[str, int]]:
-    """(cell file or None, reduced element counts) of the ``formula`` argument."""
+def _target(formula: Any) -> tuple[Path | None, dict[str, int], tuple[int, int] | None]:
+    """(cell file or None, counts of one formula unit, default formula units) of ``formula``."""
     if isinstance(formula, Path) or (isinstance(formula, str) and formula.strip().lower().endswith(".cell")):
         path = Path(formula)
         if not path.is_file():
             raise SearchError(f"seed file {path} not found")
         from ase_unimat.search.buildcell import read_cell
 
-        return path, dict(read_cell(path).counts)
+        spec = read_cell(path, nform=1)  # any other mistake in the file is raised here
+        try:
+            nform = read_cell(path).nform
+        except ValueError:  # a #NFORM range: the caller must give the formula units
+            return path, dict(spec.seed_counts), None
+        return path, dict(spec.seed_counts), (nform, nform)
     if isinstance(formula, Mapping):
         counts = {str(k): int(v) for k, v in formula.items()}
-        parse_formula(format_formula(counts))  # validates element symbols and counts
         if min(counts.values(), default=0) < 1:
             raise FormulaError(f"element counts must be positive, got {counts}")
-        return None, counts
+        parse_formula(format_formula(counts))  # validates element symbols
+        return None, counts, (1, 4)
     if formula is None:
         raise SearchError("give a formula (e.g. 'Mg2SiO4') or an AIRSS .cell seed file")
-    return None, parse_formula(str(formula))
+    return None, parse_formula(str(formula)), (1, 4)
