@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
-from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL, MAX_Z
+from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, MAX_Z, Z_TO_CELL
 
 NULL = -1.0
 DEFAULT_SLOTS = 20
@@ -167,6 +167,9 @@ def lattice_to_cell(lattice: Sequence[float]) -> np.ndarray:
     lengths, angles = lattice[:3], lattice[3:]
     if np.any(lengths <= 0) or np.any(angles <= 0) or np.any(angles >= 180):
         raise RepresentationError(f"invalid lattice parameters {lattice.round(4).tolist()}")
+    cos = np.cos(np.radians(angles))
+    if 1.0 - np.sum(cos**2) + 2.0 * np.prod(cos) <= 1e-12:  # squared volume of the unit-edge cell
+        raise RepresentationError(f"lattice parameters {lattice.round(4).tolist()} give no 3-D cell")
     cell = cellpar_to_cell(lattice)
     if not np.all(np.isfinite(cell)) or np.linalg.det(cell) <= 1e-8:
         raise RepresentationError(f"lattice parameters {lattice.round(4).tolist()} give no 3-D cell")
@@ -194,7 +197,10 @@ def decode_batch(coords: np.ndarray, lattice: np.ndarray, *, threshold: float = 
     coords = np.asarray(coords)
     if coords.ndim != 5:
         raise RepresentationError(f"batched coords must have shape (N, L, 9, 18, 3), got {coords.shape}")
-    return [decode(c, lat, threshold=threshold) for c, lat in zip(coords, np.asarray(lattice))]
+    lattice = np.asarray(lattice)
+    if len(lattice) != len(coords):
+        raise RepresentationError(f"{len(coords)} coords tensors but {len(lattice)} lattices")
+    return [decode(c, lat, threshold=threshold) for c, lat in zip(coords, lattice, strict=True)]
 
 
 def permute_slots(coords: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
