@@ -18,10 +18,13 @@ Rules, for a target composition (counts of one cell):
   ASE covalent radius). Candidates are ordered by (supercell factor, prior, reference row).
 - **Volume**: the template cell is scaled isotropically so that its volume changes by the ratio of
   summed covalent-sphere volumes of target and template atoms (:mod:`ase_unimat.search.volume`).
-- **Duplicates**: two candidates are the same when their neighbour fingerprints agree within 0.05
-  (for every atom, the 4 shortest distances to atoms of each target element, in units of
-  ``(V/N)^(1/3)``; atoms grouped by element and sorted); only the best-ranked one is kept and
-  counts the others in ``n_duplicates``. A supercell candidate can match a template of full size.
+- **Duplicates**: two candidates are the same when their fingerprint keys agree
+  (:mod:`ase_unimat.template_fingerprint`: for every atom the 4 shortest distances to atoms of each
+  target element, in units of ``(V/N)^(1/3)``, quantised to 0.05 and hashed); only the best-ranked
+  one is kept and counts the others in ``n_duplicates``. A supercell candidate can match a template
+  of full size.
+- **Speed**: a group's fingerprints are computed in one vectorised pass on its first lookup;
+  priors, keys and deduplication are array operations, and only kept candidates become Atoms.
 """
 
 from __future__ import annotations
@@ -36,15 +39,14 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
-from ase_unimat.formula import anonymized_formula
+from ase_unimat.formula import anonymized_formula, format_formula
 from ase_unimat.search.seeds import NoSeedsForFormula, formula_label
 from ase_unimat.search.volume import sphere_volume
+from ase_unimat.template_fingerprint import keys as fingerprint_keys
+from ase_unimat.template_fingerprint import role_distances
 
 CHI_SCALE = 0.5
 RADIUS_SCALE = 0.2
-FINGERPRINT_NEIGHBOURS = 4
-FINGERPRINT_RADIUS = 3.5
-FINGERPRINT_TOL = 0.05
 MAX_TIE_PERMUTED = 4
 
 
@@ -65,13 +67,37 @@ class TemplateCandidate:
     n_duplicates: int = 0  # lower-ranked candidates that were the same structure
 
 
+class CandidateList(Sequence[TemplateCandidate]):
+    """Ranked candidates, each turned into Atoms on first access (ranking and dedup are done)."""
+
+    def __init__(self, slots: list[int], build) -> None:
+        self._slots = slots
+        self._build = build
+        self._made: dict[int, TemplateCandidate] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
+        i %= len(self)
+        if i not in self._made:
+            self._made[i] = self._build(self._slots[i])
+        return self._made[i]
+
+
 @dataclass
 class _Group:
-    """The structures of one (anonymized formula, natoms) key, built on first use."""
+    """The structures of one (anonymized formula, natoms) key, arrays built on first use."""
 
     rows: list[int]
-    atoms: list[Atoms] = field(default_factory=list)
-    fingerprints: list[dict[int, np.ndarray]] = field(default_factory=list)  # Z -> (n_atoms, k) per structure
+    role_z: np.ndarray | None = None  # (G, E) atomic number of each role (elements by count, chi, Z)
+    distances: np.ndarray | None = None  # (G, n, E, k) fingerprint distances per role
+    atom_roles: np.ndarray | None = None  # (G, n)
+    keys: dict[tuple, np.ndarray] = field(default_factory=dict)  # (repeat, perm) -> (G,) uint64
 
 
 class TemplateIndex:
@@ -97,7 +123,7 @@ class TemplateIndex:
             self._counts.append(counts)
             key = (anonymized_formula(counts), int(len(z)))
             self._keys.setdefault(key, _Group([])).rows.append(row)
-        self._element_table: dict[str, tuple[float, float]] = {}
+        self._chi: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._numbers)
@@ -173,8 +199,24 @@ class TemplateIndex:
         return list(group.rows) if group else []
 
     def candidates(self, counts: Mapping[str, int], *, exclude_ids: Iterable[str] = (),
-                   max_supercell: int = 4) -> list[TemplateCandidate]:
+                   max_supercell: int = 4, max_candidates: int | None = None) -> CandidateList:
         """Substituted, rescaled, deduplicated templates for ``counts``, best first.
+
+        Parameters
+        ----------
+        counts
+            Element -> atoms in the target cell.
+        exclude_ids
+            Reference ids never used (leave-one-out).
+        max_supercell
+            Largest ``m`` for templates of ``natoms / m`` atoms.
+        max_candidates
+            Keep at most this many (the best ones); None keeps all.
+
+        Returns
+        -------
+        CandidateList
+            A sequence of :class:`TemplateCandidate`, best first; each becomes Atoms when accessed.
 
         Raises
         ------
@@ -185,143 +227,121 @@ class TemplateIndex:
         excluded = set(exclude_ids)
         natoms = sum(counts.values())
         target_roles = self._role_order(counts)
-        scored = []
+        perms = _tie_permutations([counts[s] for s in target_roles])  # (P, E)
+        chi = self._chi_table()
+        target_z = np.array([atomic_numbers[s] for s in target_roles])  # (E,)
+        parts = []
         for m in range(1, max_supercell + 1):
-            if natoms % m:
-                continue
-            group = self._keys.get((anonymized_formula(counts), natoms // m))
+            group = self._keys.get((anonymized_formula(counts), natoms // m)) if natoms % m == 0 else None
             if group is None:
                 continue
             self._build(group)
-            for i, row in enumerate(group.rows):
-                if self.material_ids[row] in excluded:
-                    continue
-                for mapping, prior in self._mappings(self._counts[row], target_roles, counts):
-                    scored.append((m, prior, row, i, group, mapping))
-        if not scored:
+            keep = np.array([self.material_ids[row] not in excluded for row in group.rows])
+            if not keep.any():
+                continue
+            tz = group.role_z  # (G, E)
+            gz = target_z[perms]  # (P, E) target element of template role k under each permutation
+            prior = (np.abs(chi[tz][:, None, :] - chi[gz][None]) / CHI_SCALE
+                     + np.abs(covalent_radii[tz][:, None, :] - covalent_radii[gz][None]) / RADIUS_SCALE).sum(-1)  # (G, P)
+            key = np.stack([self._group_keys(group, tuple(p), m) for p in perms], axis=1)  # (G, P)
+            g_idx, p_idx = np.nonzero(np.broadcast_to(keep[:, None], prior.shape))
+            parts.append((np.full(len(g_idx), m), prior[g_idx, p_idx], np.asarray(group.rows)[g_idx], g_idx, p_idx,
+                          key[g_idx, p_idx], [group] * len(g_idx)))
+        if not parts:
             raise NoTemplateError(
-                f"no template for {formula_label(counts)}: no structure in "
-                f"{self.source} ({len(self)} structures) has stoichiometry {anonymized_formula(counts)} "
-                f"with {natoms} atoms (or a divisor of it)"
+                f"no template for {formula_label(counts)}: no structure in {self.source} ({len(self)} structures) "
+                f"has stoichiometry {anonymized_formula(counts)} with {natoms} atoms (or a divisor of it)"
             )
-        scored.sort(key=lambda item: item[:3])
-        kept: list[tuple[np.ndarray, list]] = []
-        for m, prior, row, i, group, mapping in scored:
-            repeated = {z: np.repeat(f, m, axis=0) for z, f in group.fingerprints[i].items()}
-            fingerprint = _arrange(repeated, np.repeat(group.atoms[i].numbers, m), mapping, target_roles)
-            for other in kept:
-                if other[0].shape == fingerprint.shape and np.max(np.abs(other[0] - fingerprint)) < FINGERPRINT_TOL:
-                    other[1][-1] += 1
-                    break
-            else:
-                kept.append((fingerprint, [m, prior, row, i, group, mapping, 0]))
-        return [self._substitute(counts, *entry) for _, entry in kept]
+        m_all, prior_all, row_all, g_all, p_all, key_all = (np.concatenate([p[i] for p in parts]) for i in range(6))
+        groups = [g for p in parts for g in p[6]]
+        order = np.lexsort((row_all, prior_all, m_all))  # rank: supercell factor, prior, reference row
+        _, first, n_same = np.unique(key_all[order], return_index=True, return_counts=True)
+        ranked = np.argsort(first)
+        if max_candidates is not None:
+            ranked = ranked[:max_candidates]
+
+        def build(u: int) -> TemplateCandidate:
+            i = order[first[u]]
+            group, g, perm = groups[i], int(g_all[i]), perms[p_all[i]]
+            mapping = {chemical_symbols[int(group.role_z[g, k])]: target_roles[perm[k]] for k in range(len(perm))}
+            return self._substitute(counts, int(m_all[i]), float(prior_all[i]), int(row_all[i]), mapping,
+                                    int(n_same[u] - 1))
+
+        return CandidateList([int(u) for u in ranked], build)
+
+    def precompute(self) -> None:
+        """Build every group's fingerprints now (about 1 ms per structure on 2 CPU cores) so lookups are all warm."""
+        for group in self._keys.values():
+            self._build(group)
 
     # ------------------------------------------------------------------------------- internals
-    def _build(self, group: _Group) -> None:
-        if group.atoms:
-            return
-        for row in group.rows:
-            atoms = Atoms(numbers=self._numbers[row], cell=self._cells[row], scaled_positions=self._fracs[row],
-                          pbc=True)
-            group.atoms.append(atoms)
-            group.fingerprints.append(neighbour_fingerprint(atoms))
-
-    def _element(self, symbol: str) -> tuple[float, float]:
-        """(Pauling electronegativity, covalent radius) of an element; noble gases get chi = 0."""
-        if symbol not in self._element_table:
+    def _chi_table(self) -> np.ndarray:
+        """Pauling electronegativity by atomic number (0 where undefined, e.g. noble gases)."""
+        if self._chi is None:
             from pymatgen.core import Element
 
+            table = np.zeros(len(chemical_symbols))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                chi = float(Element(symbol).X)
-            self._element_table[symbol] = (0.0 if np.isnan(chi) else chi, float(covalent_radii[atomic_numbers[symbol]]))
-        return self._element_table[symbol]
+                for z in range(1, 104):
+                    x = float(Element.from_Z(z).X)
+                    table[z] = 0.0 if np.isnan(x) else x
+            self._chi = table
+        return self._chi
 
     def _role_order(self, counts: Mapping[str, int]) -> list[str]:
         """Elements sorted by (count, electronegativity, Z)."""
-        return sorted(counts, key=lambda s: (counts[s], self._element(s)[0], atomic_numbers[s]))
+        chi = self._chi_table()
+        return sorted(counts, key=lambda s: (counts[s], chi[atomic_numbers[s]], atomic_numbers[s]))
 
-    def _mappings(self, template: Mapping[str, int], target_roles: list[str],
-                  target: Mapping[str, int]) -> list[tuple[dict[str, str], float]]:
-        """Every allowed template -> target element mapping with its prior."""
-        roles = self._role_order(template)
-        reduced_t = [template[s] for s in roles]
-        reduced_g = [target[s] for s in target_roles]
-        ratio_t = [c / min(reduced_t) for c in reduced_t]
-        ratio_g = [c / min(reduced_g) for c in reduced_g]
-        if not np.allclose(ratio_t, ratio_g):
-            return []
-        ties: list[list[int]] = []
-        for i, c in enumerate(reduced_g):
-            if ties and reduced_g[ties[-1][0]] == c:
-                ties[-1].append(i)
-            else:
-                ties.append([i])
-        options = [itertools.permutations(t) if len(t) <= MAX_TIE_PERMUTED else [tuple(t)] for t in ties]
-        out = []
-        for choice in itertools.product(*options):
-            order = [i for block in choice for i in block]  # target role index for each template role
-            mapping = {roles[k]: target_roles[order[k]] for k in range(len(roles))}
-            prior = sum(self._distance(a, b) for a, b in mapping.items())
-            out.append((mapping, prior))
-        return out
+    def _build(self, group: _Group) -> None:
+        """Role tables and fingerprint distances of every structure of a group (vectorised)."""
+        if group.distances is not None:
+            return
+        role_z, atom_roles = [], []
+        for row in group.rows:
+            order = [atomic_numbers[s] for s in self._role_order(self._counts[row])]
+            role_of = {z: r for r, z in enumerate(order)}
+            role_z.append(order)
+            atom_roles.append([role_of[int(z)] for z in self._numbers[row]])
+        group.role_z = np.array(role_z, dtype=np.int64)
+        group.atom_roles = np.array(atom_roles, dtype=np.int64)
+        cells = np.stack([self._cells[row] for row in group.rows])
+        fracs = np.stack([self._fracs[row] for row in group.rows])
+        group.distances = role_distances(cells, fracs, group.atom_roles, group.role_z.shape[1])
 
-    def _distance(self, a: str, b: str) -> float:
-        (xa, ra), (xb, rb) = self._element(a), self._element(b)
-        return abs(xa - xb) / CHI_SCALE + abs(ra - rb) / RADIUS_SCALE
+    def _group_keys(self, group: _Group, perm: tuple[int, ...], repeat: int) -> np.ndarray:
+        cache_key = (repeat, perm)
+        if cache_key not in group.keys:
+            group.keys[cache_key] = fingerprint_keys(group.distances, group.atom_roles, perm, repeat=repeat)
+        return group.keys[cache_key]
 
-    def _substitute(self, counts, m, prior, row, i, group, mapping, n_duplicates) -> TemplateCandidate:
-        template = group.atoms[i]
-        atoms = Atoms([mapping[chemical_symbols[z]] for z in template.numbers], cell=template.cell[:],
-                      scaled_positions=template.get_scaled_positions(), pbc=True)
+    def _substitute(self, counts, m, prior, row, mapping, n_duplicates) -> TemplateCandidate:
+        cell = self._cells[row]
+        symbols = [mapping[chemical_symbols[z]] for z in self._numbers[row]]
+        atoms = Atoms(symbols, cell=cell, scaled_positions=self._fracs[row], pbc=True)
         if m > 1:
             reps = [1, 1, 1]
-            reps[int(np.argmin(np.linalg.norm(template.cell[:], axis=1)))] = m
+            reps[int(np.argmin(np.linalg.norm(cell, axis=1)))] = m
             atoms = atoms.repeat(reps)
         ratio = sphere_volume(counts) / (m * sphere_volume(self._counts[row]))
         atoms.set_cell(atoms.cell[:] * ratio ** (1.0 / 3.0), scale_atoms=True)
-        atoms.info.update(template_id=self.material_ids[row], template_formula=template.get_chemical_formula(),
-                          template_prior=float(prior), template_supercell=int(m))
-        return TemplateCandidate(atoms, self.material_ids[row], template.get_chemical_formula(), dict(mapping),
-                                 float(prior), int(m), int(n_duplicates))
+        formula = format_formula(self._counts[row])
+        atoms.info.update(template_id=self.material_ids[row], template_formula=formula, template_prior=prior,
+                          template_supercell=m)
+        return TemplateCandidate(atoms, self.material_ids[row], formula, dict(mapping), prior, m, n_duplicates)
 
 
-def neighbour_fingerprint(atoms: Atoms, *, k: int = FINGERPRINT_NEIGHBOURS) -> dict[int, np.ndarray]:
-    """For each element Z: (n_atoms, k) shortest distances from every atom to atoms of Z.
-
-    Distances are in units of ``(V / N)^(1/3)``, so the fingerprint ignores isotropic scaling;
-    periodic images count, and distances beyond the search radius read as that radius.
-    """
-    n = len(atoms)
-    scale = (atoms.get_volume() / n) ** (1.0 / 3.0)
-    cell = atoms.cell[:] / scale
-    pos = atoms.get_positions() / scale
-    heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
-    reach = np.ceil(FINGERPRINT_RADIUS / heights).astype(int)
-    grid = np.array(list(itertools.product(*[range(-r, r + 1) for r in reach])), dtype=float) @ cell  # (K, 3)
-    diff = pos[None, :, None, :] - pos[:, None, None, :] + grid[None, None]  # (n, n, K, 3)
-    dist = np.linalg.norm(diff, axis=-1)  # (n, n, K)
-    dist[dist < 1e-8] = np.inf
-    out = {}
-    for z in np.unique(atoms.numbers):
-        to_z = np.sort(dist[:, atoms.numbers == z].reshape(n, -1), axis=1)[:, :k]  # (n, k)
-        out[int(z)] = np.minimum(to_z, FINGERPRINT_RADIUS)
-    return out
-
-
-def _arrange(fingerprint: Mapping[int, np.ndarray], numbers: np.ndarray, mapping: Mapping[str, str],
-             target_roles: Sequence[str]) -> np.ndarray:
-    """One vector per candidate: atoms grouped by target element (role order), each atom's distances to
-    every target element (role order), rows sorted within a group."""
-    inverse = {target: atomic_numbers[template] for template, target in mapping.items()}
-    columns = np.concatenate([fingerprint[inverse[e]] for e in target_roles], axis=1)  # (n, n_el * k)
-    targets = np.array([mapping[chemical_symbols[z]] for z in numbers])
-    parts = []
-    for symbol in target_roles:
-        rows = columns[targets == symbol]
-        parts.append(rows[np.lexsort(rows.T[::-1])].ravel())
-    return np.concatenate(parts)
+def _tie_permutations(sorted_counts: Sequence[int]) -> np.ndarray:
+    """(P, E) role permutations: roles with equal counts may swap (blocks up to MAX_TIE_PERMUTED)."""
+    blocks: list[list[int]] = []
+    for i, c in enumerate(sorted_counts):
+        if blocks and sorted_counts[blocks[-1][0]] == c:
+            blocks[-1].append(i)
+        else:
+            blocks.append([i])
+    options = [list(itertools.permutations(b)) if len(b) <= MAX_TIE_PERMUTED else [tuple(b)] for b in blocks]
+    return np.array([[i for block in choice for i in block] for choice in itertools.product(*options)], dtype=np.int64)
 
 
 def default_reference() -> Path:
