@@ -148,14 +148,17 @@ def _parse_payload(raw: RawRecord):
         return raw.payload
     if raw.kind == "cif":
         return parse_cif(raw.payload)
-    if raw.kind == "res":
-        from ase.io.res import Res
+    try:
+        if raw.kind == "res":
+            from ase.io.res import Res
 
-        return Res.from_string(raw.payload).atoms
-    if raw.kind == "xyz":
-        from ase.io import read
+            return Res.from_string(raw.payload).atoms
+        if raw.kind == "xyz":
+            from ase.io import read
 
-        return read(io.StringIO(raw.payload), format="extxyz")
+            return read(io.StringIO(raw.payload), format="extxyz")
+    except KeyError as err:  # ase looks chemical symbols up in a dict
+        raise RecordError("unknown_element", f"unknown element symbol {err}") from None
     raise ValueError(f"unknown record kind {raw.kind!r}")
 
 
