@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -93,7 +94,7 @@ class TrainOptions:
     num_threads: int = 0
     bf16: bool = False
     compile: bool = False
-    find_unused_parameters: bool = True
+    find_unused_parameters: bool = False
     device: str = "auto"
 
     @classmethod
@@ -427,12 +428,17 @@ class _Run:
         )
         loss_module: nn.Module = _LossForward(self.model)
         if procs.world_size > 1:
-            loss_module = nn.parallel.DistributedDataParallel(
-                loss_module,
-                device_ids=[self.device.index] if self.cuda else None,
-                find_unused_parameters=options.find_unused_parameters,
-                broadcast_buffers=False,  # flag buffers (seen elements) are OR-reduced at checkpoints instead
-            )
+            with warnings.catch_warnings():
+                # torch 2.13 deprecates broadcast_buffers for forward_sync_buffers, but the latter still
+                # broadcasts buffers at init, which gloo cannot do for bool buffers (seen_elements).
+                # Flag buffers are OR-reduced at checkpoints instead (_or_reduce_flags).
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                loss_module = nn.parallel.DistributedDataParallel(
+                    loss_module,
+                    device_ids=[self.device.index] if self.cuda else None,
+                    find_unused_parameters=options.find_unused_parameters,
+                    broadcast_buffers=False,
+                )
         if options.compile and self.cuda:
             loss_module = torch.compile(loss_module)
         self.loss_module = loss_module
