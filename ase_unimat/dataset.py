@@ -237,6 +237,8 @@ def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:
 
 def append_batch(h5: h5py.File, batch: StructureBatch) -> None:
     """Append ``batch`` to an open dataset file (property columns are created as needed)."""
+    for name in sorted(set(batch.properties) - set(h5["properties"])):  # check before writing anything
+        raise DatasetFormatError(f"property {name!r} has no column: call ensure_property first")
     n_slots = int(h5.attrs["L"])
     n_before = len(h5["natoms"])
     _extend(h5["coords"], batch.coords(n_slots))
@@ -255,8 +257,6 @@ def append_batch(h5: h5py.File, batch: StructureBatch) -> None:
             values = np.where(np.isnan(values), INT_MISSING, values).astype(np.int64)
         ds.resize(n_before + len(batch), axis=0)
         ds[n_before:] = values
-    for name in set(batch.properties) - set(h5["properties"]):
-        raise DatasetFormatError(f"property {name!r} has no column: call ensure_property first")
     h5.attrs["n_committed"] = n_before + len(batch)
 
 
