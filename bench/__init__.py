@@ -39,20 +39,31 @@ def discover(package: str = "bench") -> dict[str, str]:
     Names are the module names with a leading ``bench_`` removed; modules starting with ``_`` are
     skipped. Modules are imported only to check for ``run``, so keep their top level light.
     """
+    return scan(package)[0]
+
+
+def scan(package: str = "bench") -> tuple[dict[str, str], dict[str, str]]:
+    """(benchmarks as in :func:`discover`, module name -> why it is not a runnable benchmark)."""
     pkg = importlib.import_module(package)
     found: dict[str, str] = {}
+    problems: dict[str, str] = {}
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_"):
             continue
         module_name = f"{package}.{info.name}"
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:  # noqa: BLE001 - one broken module must not hide the others
+            problems[module_name] = f"import failed: {type(err).__name__}: {err}"
+            continue
         if not callable(getattr(module, "run", None)):
+            problems[module_name] = "no run(*, quick, out_dir) function (see bench/README.md)"
             continue
         name = info.name.removeprefix(PREFIX)
         if name in found:
             raise BenchmarkError(f"two benchmark modules are named {name!r}: {found[name]} and {module_name}")
         found[name] = module_name
-    return dict(sorted(found.items()))
+    return dict(sorted(found.items())), problems
 
 
 def describe(module_name: str) -> str:

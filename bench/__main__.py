@@ -33,10 +33,10 @@ def main(name: str | None, list_only: bool, quick: bool, out: Path | None, packa
     A benchmark is a module bench/bench_<name>.py defining run(*, quick, out_dir) -> dict.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from bench import BenchmarkError, describe, discover, run_benchmark
+    from bench import BenchmarkError, describe, run_benchmark, scan
 
     try:
-        benchmarks = discover(package)
+        benchmarks, problems = scan(package)
     except (ImportError, BenchmarkError) as err:
         raise click.ClickException(str(err)) from None
     if list_only or name is None:
@@ -44,6 +44,8 @@ def main(name: str | None, list_only: bool, quick: bool, out: Path | None, packa
             click.echo("no benchmarks found")
         for bench_name, module_name in benchmarks.items():
             click.echo(f"{bench_name:24s} {describe(module_name)}")
+        for module_name, problem in problems.items():
+            click.echo(f"(skipped {module_name}: {problem})")
         if name is None and not list_only:
             click.echo("\nrun one with: python -m bench NAME [--quick]")
         return

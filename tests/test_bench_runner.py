@@ -66,8 +66,9 @@ def test_runner_discovers_runs_and_writes_json(tmp_path):
     write_fake_package(tmp_path)
     listing = run_bench("--package", "fakebench", "--list", extra_path=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
+    names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip() and not line.startswith("(")]
     assert names == ["broken", "echo"]  # _private is skipped, helpers has no run()
+    assert "(skipped fakebench.helpers: no run(*, quick, out_dir) function" in listing.stdout
     assert "Echo: returns its arguments." in listing.stdout
     out_dir = tmp_path / "results"
     done = run_bench("--package", "fakebench", "echo", "--quick", "--out", str(out_dir), extra_path=tmp_path)
