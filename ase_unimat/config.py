@@ -45,6 +45,7 @@ class ModelConfig:
     dropout: float = 0.0
     time_dim: int = 64  # sinusoidal time-embedding size
     # atom network
+    pair_width: int = 64  # width of the pair messages
     fourier_k: int = 4  # sin/cos(2 pi k df), k = 1..K
     n_rbf: int = 16  # radial basis functions of the minimum-image distance
     rbf_cutoff: float = 8.0  # Angstrom
@@ -129,11 +130,11 @@ def validate(config: UniMatConfig) -> None:
         raise ConfigError(f"diffusion.lattice_schedule must be one of {LATTICE_SCHEDULES}, got {d.lattice_schedule!r}")
     if d.coord_target not in COORD_TARGETS:
         raise ConfigError(f"diffusion.coord_target must be one of {COORD_TARGETS}, got {d.coord_target!r}")
-    for name in ("n_slots", "width", "depth", "heads", "time_dim", "fourier_k", "n_rbf"):
+    for name in ("n_slots", "width", "pair_width", "depth", "heads", "time_dim", "fourier_k", "n_rbf"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
-    if m.width % m.heads:
-        raise ConfigError(f"model.width ({m.width}) must be divisible by model.heads ({m.heads})")
+    if m.width % m.heads or (m.network == "atoms" and m.pair_width % m.heads):
+        raise ConfigError(f"model.width ({m.width}) and pair_width ({m.pair_width}) must be divisible by heads ({m.heads})")
     if not 0 < d.sigma_min < d.sigma_max:
         raise ConfigError(f"need 0 < sigma_min < sigma_max, got {d.sigma_min}, {d.sigma_max}")
     if not 0.0 <= d.cond_drop_prob < 1.0:

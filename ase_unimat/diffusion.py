@@ -34,6 +34,7 @@ from ase_unimat.network_common import LatticeScaler, NetworkOutput, natoms_of, s
 from ase_unimat.periodic_table import GRID_SHAPE, OCCUPIABLE
 
 _QUAD_POINTS = 2001  # quadrature grid of the wrapped-normal score norm
+_RMS_TABLE = 256  # log-sigma table of the score norm used in training and sampling
 
 
 # ---------------------------------------------------------------- schedules
@@ -115,6 +116,12 @@ class UniMatModel(nn.Module):
         self.register_buffer("seen_elements", torch.zeros(GRID_SHAPE, dtype=torch.bool))
         self.register_buffer("prior_compositions", torch.zeros((0, *GRID_SHAPE), dtype=torch.int16))
         self.register_buffer("occupiable", torch.from_numpy(OCCUPIABLE.copy()), persistent=False)
+        self.rms_table_range = (d.sigma_min / 2, d.sigma_max * 2)
+        table_sigma = torch.logspace(
+            math.log10(self.rms_table_range[0]), math.log10(self.rms_table_range[1]), _RMS_TABLE, dtype=torch.float64
+        )
+        log_rms = torch.log(wrapped_normal_score_rms(table_sigma, n_images=d.n_images)).float()
+        self.register_buffer("rms_table", log_rms, persistent=False)  # (T,) log sqrt(E[score^2])
 
     @property
     def n_slots(self) -> int:
@@ -138,7 +145,14 @@ class UniMatModel(nn.Module):
         return alpha_bar_linear(t, beta_min=d.beta_min, beta_max=d.beta_max, timesteps=d.timesteps)
 
     def score_rms(self, sigma: torch.Tensor) -> torch.Tensor:
-        return wrapped_normal_score_rms(sigma, n_images=self.config.diffusion.n_images)
+        """sqrt(E[score^2]) of the wrapped normal, interpolated in log sigma from a table (same shape as sigma)."""
+        lo, hi = math.log(self.rms_table_range[0]), math.log(self.rms_table_range[1])
+        pos = (torch.log(sigma.float()) - lo) / (hi - lo) * (len(self.rms_table) - 1)
+        pos = pos.clamp(0, len(self.rms_table) - 1)
+        left = pos.floor().long().clamp(max=len(self.rms_table) - 2)
+        frac = pos - left
+        log_rms = torch.lerp(self.rms_table[left], self.rms_table[left + 1], frac)
+        return torch.exp(log_rms).to(sigma.dtype)
 
     def coord_score(self, pred: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Wrapped-normal score estimate from the network's coordinate output; sigma (B,)."""
@@ -207,13 +221,14 @@ class UniMatModel(nn.Module):
 
         out = self.network(noisy, z_t, t, cond, occupancy=occ_t)
 
+        target_x = torch.zeros_like(coords0)
         if d.coord_target == "score":
-            s = sigma.view(-1, 1, 1, 1, 1)
-            disp = sigma.view(-1, 1, 1, 1, 1) * eps_x
-            target_x = wrapped_normal_score(disp, s.expand_as(disp), n_images=d.n_images)
-            target_x = target_x / self.score_rms(sigma).view(-1, 1, 1, 1, 1)
+            atom_sigma = sigma.view(-1, 1, 1, 1).expand_as(occupied)[occupied][:, None]  # (A, 1)
+            disp = atom_sigma * eps_x[occupied]  # (A, 3)
+            score = wrapped_normal_score(disp, atom_sigma.expand_as(disp), n_images=d.n_images)
+            target_x[occupied] = score / self.score_rms(atom_sigma)
         else:
-            target_x = eps_x
+            target_x[occupied] = eps_x[occupied]
         weight = occupied.float()[..., None]  # (B, L, 9, 18, 1)
         coord_loss = ((out.coords - target_x) ** 2 * weight).sum() / (3 * weight.sum().clamp(min=1))
         lattice_loss = ((out.lattice - eps_l) ** 2).mean()
