@@ -77,9 +77,9 @@ def parse_columns(text: str) -> tuple[ColumnSpec, ...]:
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        name, _, sources = item.partition("=")
+        name, equals, sources = item.partition("=")
         name = name.strip()
-        alternatives = tuple(s.strip() for s in (sources or name).split("|") if s.strip())
+        alternatives = tuple(s.strip() for s in (sources if equals else name).split("|") if s.strip())
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or not alternatives:
             raise ConversionError(f"bad column spec {item!r}: use NAME or NAME=SOURCE[|SOURCE...]")
         specs.append(ColumnSpec(name, alternatives))
