@@ -1,16 +1,17 @@
 """The atom-scaled UniMat network: computes only on the occupied slots of the tensor.
 
 The composition says which slots are occupied (slot ``l`` of an element with ``n`` atoms is
-occupied when ``l < n``). Those slots are gathered into padded atom tokens ``(B, N, W)``; each
-token carries its grid position (period-row, group-column, element-cell and slot embeddings), so
-the periodic-table structure of the UniMat tensor is kept while the cost grows with the atoms
-present (pairs: ``N^2``), not with the 3,240-slot grid.
+occupied when ``l < n``). Those slots are gathered into a flat list of atom tokens ``(A, W)``
+(all crystals of the batch one after another, no padding); each token carries its grid position
+(period-row, group-column, element-cell and slot embeddings), so the periodic-table structure of
+the UniMat tensor is kept while the cost grows with the atoms present (all ordered pairs within
+a crystal, ``sum_i n_i^2``), not with the 3,240-slot grid.
 
 Layers follow the spirit of DiffCSP's CSPNet: pairwise messages over all atom pairs built from
 periodic relative features only -- Fourier features ``sin/cos(2 pi k (f_j - f_i))``, radial basis
 functions of the minimum-image distance under the noisy lattice, and an embedding of the clipped
 grid offset ``(d row, d group)`` (the convolution analogue over grid neighbours) -- aggregated with
-masked multi-head attention weights and folded into the tokens by an MLP with a residual and
+multi-head attention weights (a softmax over each atom's neighbours j) and folded into the tokens by an MLP with a residual and
 LayerNorm. Only coordinate differences enter, so the network is invariant to translating every
 fractional coordinate by the same vector.
 
