@@ -46,8 +46,9 @@ def measure(path: str, *, in_memory: bool, seconds: float) -> dict[str, float]:
         dataset.__getitems__(rng.integers(n, size=64).tolist())
         return 64
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=0,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=64, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(0)
+    )
     batches = iter(loader)
 
     def loader_batch() -> int:
@@ -60,8 +61,12 @@ def measure(path: str, *, in_memory: bool, seconds: float) -> dict[str, float]:
         return len(batch["natoms"])
 
     batch_loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=torch.utils.data.BatchSampler(
-            torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(0)), 64, False))
+        dataset,
+        batch_size=None,
+        sampler=torch.utils.data.BatchSampler(
+            torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(0)), 64, False
+        ),
+    )
     batch_batches = iter(batch_loader)
 
     def batch_sampler_batch() -> int:
@@ -97,11 +102,19 @@ def main() -> None:
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_average_1min": os.getloadavg()[0]},
-        "dataset": args.dataset, "n_structures": len(UniMatDataset(args.dataset)),
-        "samples_per_s": {"in_memory": measure(args.dataset, in_memory=True, seconds=args.seconds),
-                          "lazy": measure(args.dataset, in_memory=False, seconds=args.seconds)},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_1min": os.getloadavg()[0],
+        },
+        "dataset": args.dataset,
+        "n_structures": len(UniMatDataset(args.dataset)),
+        "samples_per_s": {
+            "in_memory": measure(args.dataset, in_memory=True, seconds=args.seconds),
+            "lazy": measure(args.dataset, in_memory=False, seconds=args.seconds),
+        },
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_dataset.json").write_text(json.dumps(result, indent=2) + "\n")
