@@ -129,14 +129,16 @@ class UniMatDataset(torch.utils.data.Dataset):
             take = _ranges(starts, stops)
             return self._numbers[take], self._frac[take]
         z_ds, frac_ds = self._atom_datasets()
-        lo, hi = int(starts.min()), int(stops.max())
-        if hi - lo <= 4 * ATOM_CHUNK:  # close together: one read, then pick
-            z_block, frac_block = z_ds[lo:hi], frac_ds[lo:hi]
-            take = _ranges(starts, stops) - lo
-            return z_block[take].astype(np.int64), frac_block[take]
-        numbers = [z_ds[a:b] for a, b in zip(starts, stops, strict=True)]
-        fracs = [frac_ds[a:b] for a, b in zip(starts, stops, strict=True)]
-        return np.concatenate(numbers).astype(np.int64), np.concatenate(fracs)
+        take = _ranges(starts, stops)  # (m,) atom rows wanted
+        # read each touched storage chunk once (HDF5 inflates whole chunks anyway), then gather
+        chunk_ids = np.unique(take // ATOM_CHUNK)
+        z_parts, frac_parts = [], []
+        for c in chunk_ids:
+            rows = slice(int(c) * ATOM_CHUNK, (int(c) + 1) * ATOM_CHUNK)
+            z_parts.append(z_ds[rows])
+            frac_parts.append(frac_ds[rows])
+        position = np.searchsorted(chunk_ids, take // ATOM_CHUNK) * ATOM_CHUNK + take % ATOM_CHUNK
+        return np.concatenate(z_parts)[position].astype(np.int64), np.concatenate(frac_parts)[position]
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """The structures ``indices`` as one batch dict (``coords (B, L, 9, 18, 3)`` etc.), read in one go."""
