@@ -46,7 +46,7 @@ class RelaxSettings:
     max_volume_ratio: float = 5.0
     min_volume_ratio: float = 0.2
     min_distance: float = 0.5
-    check_interval: int = 5
+    check_interval: int = 10  # steps between the NaN and distance checks (the volume is checked every step)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.pressure) or self.pressure < -100:
@@ -165,12 +165,13 @@ def relax(
             optimizer = optimizer_class(cell_filter, logfile=None)
             for step, converged in enumerate(optimizer.irun(fmax=settings.fmax, steps=settings.max_steps)):
                 steps = step
-                _check_finite(work)
                 _check_volume(work, volume_per_atom0, settings)
                 if step % settings.check_interval == 0 or converged:
+                    _check_finite(work)
                     _check_distances(work, settings.min_distance)
                 if settings.time_limit is not None and time.perf_counter() - start > settings.time_limit:
                     raise _Timeout
+            _check_finite(work)
             _check_distances(work, settings.min_distance)
             energy = float(work.get_potential_energy())
         except RelaxFailure as err:
@@ -181,7 +182,11 @@ def relax(
                 f"timeout after {time.perf_counter() - start:.1f} s (limit {settings.time_limit} s)",
             )
         except Exception as err:  # the calculator (or the optimizer on its output) raised
-            status, reason = "failed", f"calculator raised {type(err).__name__}: {_one_line(err)}"
+            geometry_ok = np.isfinite(work.positions).all() and np.isfinite(work.cell.array).all()
+            if not geometry_ok or _has_nonfinite_results(calculator):  # NaN results moved the atoms to NaN
+                status, reason = "failed", f"non-finite energy, forces or stress ({type(err).__name__} followed)"
+            else:
+                status, reason = "failed", f"calculator raised {type(err).__name__}: {_one_line(err)}"
     if not math.isfinite(energy) and status == "ok":
         status, reason = "failed", "non-finite energy"
     volume = float(abs(np.linalg.det(work.cell.array)))
@@ -211,8 +216,19 @@ def _check_finite(atoms: Atoms) -> None:
         raise RelaxFailure("non-finite energy or forces")
 
 
+def _has_nonfinite_results(calculator: Any) -> bool:
+    """True when the calculator's last results hold NaN or inf (ASE calculators keep ``results``)."""
+    results = getattr(calculator, "results", None)
+    if not isinstance(results, Mapping):
+        return False
+    values = [results[k] for k in ("energy", "forces", "stress") if results.get(k) is not None]
+    return any(not np.isfinite(np.asarray(v, dtype=float)).all() for v in values)
+
+
 def _check_volume(atoms: Atoms, volume_per_atom0: float, settings: RelaxSettings) -> None:
     ratio = abs(np.linalg.det(atoms.cell.array)) / len(atoms) / volume_per_atom0
+    if not math.isfinite(ratio):
+        raise RelaxFailure("non-finite cell (the calculator returned NaN stress or forces)")
     if ratio > settings.max_volume_ratio:
         raise RelaxFailure(
             f"volume exploded: volume per atom {ratio:.2f}x the start (limit {settings.max_volume_ratio}x)"
