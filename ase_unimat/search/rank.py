@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     "spacegroup",
     "times_found",
     "source",
+    "found_by",
     "converged",
 )
 
@@ -49,6 +50,14 @@ class RankedStructure:
     @property
     def times_found(self) -> int:
         return len(self.members)
+
+    @property
+    def found_by(self) -> str:
+        """How often each seed source found this structure, e.g. ``"unimat:3;random:1"`` (most first)."""
+        tally: dict[str, int] = {}
+        for source in self.sources:
+            tally[source] = tally.get(source, 0) + 1
+        return ";".join(f"{s}:{n}" for s, n in sorted(tally.items(), key=lambda item: (-item[1], item[0])))
 
     @property
     def n_fu(self) -> int:
@@ -79,6 +88,7 @@ class RankedStructure:
             "spacegroup": self.best.spacegroup or "P1",
             "times_found": self.times_found,
             "source": self.best.source,
+            "found_by": self.found_by,
             "converged": self.best.converged,
         }
 
@@ -163,12 +173,16 @@ def rank(
 
 
 def format_table(ranking: Ranking, *, limit: int | None = None) -> str:
-    """A ``ca -r``-style text table (relative enthalpies per formula unit; the best one absolute above)."""
+    """A ``ca -r``-style text table (relative enthalpies per formula unit; the best one absolute above).
+
+    The last column says which seed sources found each structure and how often; the CSV's ``source``
+    column is the source of the lowest-enthalpy member.
+    """
     rows = ranking.structures[:limit] if limit else ranking.structures
     if not rows:
         return f"no successful relaxations ({len(ranking.failed)} failed)"
     width = max(24, *(len(r.best.id) for r in rows))
-    header = f"{'name':<{width}} {'P/GPa':>7} {'V/fu':>9} {'dH/fu':>9} {'#fu':>4} {'formula':<12} {'spg':<11} {'n':>4}  source"
+    header = f"{'name':<{width}} {'P/GPa':>7} {'V/fu':>9} {'dH/fu':>9} {'#fu':>4} {'formula':<12} {'spg':<11} {'n':>4}  found by"
     lines = [
         f"best enthalpy per formula unit: {rows[0].enthalpy_per_fu + rows[0].relative_enthalpy_per_fu:.6f} eV",
         header,
@@ -177,7 +191,7 @@ def format_table(ranking: Ranking, *, limit: int | None = None) -> str:
     for r in rows:
         lines.append(
             f"{r.best.id:<{width}} {r.best.pressure:7.2f} {r.volume_per_fu:9.3f} {r.relative_enthalpy_per_fu:9.4f} "
-            f"{r.n_fu:4d} {r.formula:<12} {r.best.spacegroup or 'P1':<11} {r.times_found:4d}  {r.best.source}"
+            f"{r.n_fu:4d} {r.formula:<12} {r.best.spacegroup or 'P1':<11} {r.times_found:4d}  {r.found_by}"
             + ("" if r.best.converged else "  (not converged)")
         )
     lines.append(f"{len(ranking.structures)} unique of {ranking.n_relaxed} relaxed, {len(ranking.failed)} failed")

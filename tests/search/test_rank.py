@@ -95,6 +95,8 @@ def test_table_and_csv(tmp_path, results):
     assert [int(r["times_found"]) for r in rows] == [3, 1, 1]
     assert float(rows[2]["relative_enthalpy_per_fu_eV"]) == pytest.approx(0.101)
     assert rows[0]["source"] == "unimat"
+    assert rows[0]["found_by"] == "random:2;unimat:1"
+    assert "random:2;unimat:1" in table.splitlines()[3]
 
 
 def test_empty_ranking_table():
