@@ -45,6 +45,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_unimat.convert_journal import (
+    JournalError,
+    PartBuilder,
+    atomic_write,
+    fsync_dir,
+    load_part,
+    open_journal,
+    part_batch,
+    part_end,
+)
 from ase_unimat.readers import RawRecord, RecordError, expand_inputs, input_format, iter_raw, parse
 
 CHUNK_SIZE = 32  # records per worker task
@@ -198,136 +208,6 @@ def convert_records(raws: Sequence[RawRecord], *, n_slots: int, max_atoms: int,
 # ------------------------------------------------------------------------------------------ journal
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file, fsync it and rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-_PART = re.compile(r"part-(\d+)-(\d+)\.npz")
-
-
-def _committed_parts(journal: Path) -> list[Path]:
-    """The parts forming a contiguous prefix of input positions (others and temporaries are removed)."""
-    found = {}
-    for path in journal.iterdir():
-        match = _PART.fullmatch(path.name)
-        if match:
-            found[int(match.group(1))] = (int(match.group(2)), path)
-        elif path.name != "meta.json":
-            path.unlink()
-    parts, position = [], 0
-    while position in found:
-        end, path = found.pop(position)
-        parts.append(path)
-        position = end
-    for _, path in found.values():
-        path.unlink()
-    return parts
-
-
-def _part_end(path: Path) -> int:
-    return int(_PART.fullmatch(path.name).group(2))
-
-
-def _number(value) -> tuple[float, bool, bool]:
-    """(value, is_integer, is_numeric) of a raw property value."""
-    if isinstance(value, bool):
-        return float(value), True, True
-    if isinstance(value, int | np.integer):
-        return float(value), True, True
-    if isinstance(value, float | np.floating):
-        return float(value), False, True
-    text = str(value).strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return float(int(text)), True, True
-    try:
-        return float(text), False, True
-    except ValueError:
-        return float("nan"), False, False
-
-
-class _PartBuilder:
-    """Accumulates converted and skipped records of one part, then writes it atomically."""
-
-    def __init__(self, start: int, columns: Sequence[ColumnSpec]) -> None:
-        self.start, self.end = start, start
-        self.columns = [c.name for c in columns]
-        self.ok: list[tuple] = []
-        self.skipped: list[tuple[str, str, str, str]] = []
-
-    def add(self, result: tuple, *, accept) -> None:
-        self.end += 1
-        if result[0] == "skip":
-            self.skipped.append(tuple(str(x) for x in result[1:5]))
-            return
-        verdict = accept(result[1])
-        if verdict:
-            self.skipped.append((result[1], result[2], verdict[0], verdict[1]))
-        else:
-            self.ok.append(result)
-
-    def write(self, journal: Path) -> Path:
-        from ase_unimat.formula import format_formula
-        from ase_unimat.periodic_table import z_to_symbol
-
-        k = len(self.columns)
-        values = np.full((len(self.ok), k), np.nan)
-        integer = np.ones(k, dtype=bool)
-        non_numeric = np.zeros(k, dtype=np.int64)
-        formulas = []
-        for i, (_, _, _, numbers, _, _, props) in enumerate(self.ok):
-            z, counts = np.unique(numbers, return_counts=True)
-            formulas.append(format_formula({z_to_symbol(int(a)): int(c) for a, c in zip(z, counts, strict=True)}))
-            for j, name in enumerate(self.columns):
-                if name in props:
-                    values[i, j], is_int, numeric = _number(props[name])
-                    integer[j] &= is_int or not numeric
-                    non_numeric[j] += not numeric
-        arrays = {
-            "natoms": np.array([len(r[3]) for r in self.ok], dtype=np.int64),
-            "lattice": np.array([r[5] for r in self.ok], dtype=np.float64).reshape(-1, 6),
-            "numbers": np.concatenate([r[3] for r in self.ok]) if self.ok else np.zeros(0, np.uint8),
-            "frac": np.concatenate([r[4] for r in self.ok]) if self.ok else np.zeros((0, 3), np.float32),
-            "material_id": np.array([r[1] for r in self.ok], dtype=str),
-            "formula": np.array(formulas, dtype=str),
-            "columns": np.array(self.columns, dtype=str), "values": values, "integer": integer,
-            "non_numeric": non_numeric, "present": np.sum(~np.isnan(values), axis=0),
-            "skipped": np.array(self.skipped, dtype=str).reshape(-1, 4),
-        }
-        path = journal / f"part-{self.start:012d}-{self.end:012d}.npz"
-        _atomic_write(path, lambda handle: np.savez(handle, **arrays))
-        return path
-
-
-def _load_part(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
-
-
-def _part_batch(part: dict[str, np.ndarray]):
-    from ase_unimat.dataset import StructureBatch
-
-    return StructureBatch(
-        natoms=part["natoms"], lattice=part["lattice"], numbers=part["numbers"].astype(np.int64), frac=part["frac"],
-        material_id=part["material_id"].tolist(), formula=part["formula"].tolist(),
-        properties={str(name): part["values"][:, j] for j, name in enumerate(part["columns"])},
-    )
-
-
 # ------------------------------------------------------------------------------------------ driver
 
 
@@ -459,13 +339,16 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             if n_slots != options.n_slots:
                 raise ConversionError(f"{output} has L = {n_slots}, not {options.n_slots}")
             existing_ids = read_ids(output) if options.dedup else []
-    parts = _open_journal(journal, key, paths, options)
-    resumed_at = _part_end(parts[-1]) if parts else 0
+    try:
+        parts = open_journal(journal, key, paths, n_slots=options.n_slots)
+    except JournalError as err:
+        raise ConversionError(str(err)) from None
+    resumed_at = part_end(parts[-1]) if parts else 0
     excluded = set().union(*(read_id_list(p) for p in options.exclude)) if options.exclude else set()
     seen = set(existing_ids)
     if options.dedup:
         for part in parts:
-            seen.update(_load_part(part)["material_id"].tolist())
+            seen.update(load_part(part)["material_id"].tolist())
 
     def accept(record_id: str):
         if record_id in excluded:
@@ -483,33 +366,12 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     return summary
 
 
-def _open_journal(journal: Path, key: str, paths: Sequence[Path], options: ConvertOptions) -> list[Path]:
-    meta = journal / "meta.json"
-    if journal.exists():
-        try:
-            previous = json.loads(meta.read_text())["key"]
-        except (OSError, ValueError, KeyError):
-            previous = None
-        if previous is not None and previous != key:
-            raise ConversionError(f"{journal} holds an unfinished conversion of other inputs or options: rerun "
-                                  "that command to finish it, or delete the folder")
-        if previous is None:
-            shutil.rmtree(journal)
-    if not journal.exists():
-        journal.mkdir(parents=True)
-        _fsync_dir(journal.parent)
-    if not meta.exists():
-        text = json.dumps({"key": key, "inputs": [str(p) for p in paths], "L": options.n_slots}).encode()
-        _atomic_write(meta, lambda handle: handle.write(text))
-    return _committed_parts(journal)
-
-
 def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
     from tqdm import tqdm
 
     chunks = _chunks(_raw_stream(paths, resumed_at), CHUNK_SIZE)
     results = _ordered_results(chunks, options)
-    builder = _PartBuilder(resumed_at, options.columns)
+    builder = PartBuilder(resumed_at, [c.name for c in options.columns])
     with tqdm(desc="converting", unit=" records", initial=resumed_at, disable=not options.progress,
               file=sys.stderr, mininterval=1.0) as bar:
         for chunk_results in results:
@@ -518,7 +380,7 @@ def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
             bar.update(len(chunk_results))
             if builder.end - builder.start >= options.batch_size:
                 parts.append(builder.write(journal))
-                builder = _PartBuilder(builder.end, options.columns)
+                builder = PartBuilder(builder.end, [c.name for c in options.columns])
         if builder.end > builder.start:
             parts.append(builder.write(journal))
 
@@ -528,8 +390,8 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
 
     from ase_unimat.dataset import append_batch, create_file, ensure_property, history
 
-    loaded = [_load_part(p) for p in parts]
-    records = _part_end(parts[-1]) if parts else 0
+    loaded = [load_part(p) for p in parts]
+    records = part_end(parts[-1]) if parts else 0
     skipped = Counter(str(row[2]) for part in loaded for row in part["skipped"])
     converted = sum(len(part["natoms"]) for part in loaded)
     notes = []
@@ -556,7 +418,7 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
                 tmp.unlink()
                 raise ConversionError(f"column {spec.name} holds integers in {output} but not in these inputs")
         for part in loaded:
-            append_batch(h5, _part_batch(part))
+            append_batch(h5, part_batch(part))
         sources = json.loads(h5.attrs.get("source", "[]")) + [str(p) for p in paths]
         h5.attrs["source"] = json.dumps(sources)
         runs = history(h5) + [{
@@ -570,7 +432,7 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
         os.fsync(handle.fileno())
     _write_report(report, key, loaded)
     os.replace(tmp, output)
-    _fsync_dir(output.parent)
+    fsync_dir(output.parent)
     shutil.rmtree(journal, ignore_errors=True)
     return ConvertSummary(str(output), str(report), records, converted, dict(skipped), 0.0, notes=notes)
 
@@ -589,7 +451,7 @@ def _write_report(report: Path, key: str, loaded: Sequence[dict]) -> None:
         text = _csv_text(header, rows)
         handle.write(text.encode("utf-8"))
 
-    _atomic_write(report, write)
+    atomic_write(report, write)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
