@@ -24,9 +24,11 @@ LATTICE_SCHEDULES = ("cosine", "linear")
 COORD_TARGETS = ("score", "eps")
 
 # Standardisation of the lattice features (log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
-# gamma in degrees), measured on mp_20/train.csv.gz (3,420 structures).
-MP20_LATTICE_MEAN = (1.0004, 1.0465, 1.1963, 84.885, 84.9837, 84.5587)
-MP20_LATTICE_STD = (0.304, 0.2698, 0.3478, 24.6508, 23.5828, 29.1824)
+# gamma in degrees) of the reduced cells (ase_unimat.cell_reduction) of the 6,045 training
+# structures in /work/data/train_full.h5 (mp_20/train + extra MP, <= 20 atoms). For unreduced cells
+# (reduce_cells = false) measure and set your own: there the angle spread is about 25 degrees.
+LATTICE_MEAN = (0.848, 0.9737, 1.2587, 93.7421, 91.522, 90.1856)
+LATTICE_STD = (0.2557, 0.2319, 0.3098, 17.2306, 15.0797, 19.3947)
 
 
 class ConfigError(ValueError):
@@ -64,6 +66,7 @@ class DiffusionConfig:
     sigma_max: float = 0.5  # ... at t = 1 (0.5 is close to uniform on the torus)
     n_images: int = 3  # periodic images +-n in the wrapped-normal score
     coord_target: str = "score"  # "score": normalised wrapped-normal score; "eps": the wrapped noise
+    reduce_cells: bool = True  # train on reduced cells (ase_unimat.cell_reduction)
     lattice_schedule: str = "cosine"  # VP schedule of lattice (and dense occupancy) diffusion
     beta_min: float = 1e-4  # linear schedule
     beta_max: float = 0.02
@@ -76,8 +79,8 @@ class DiffusionConfig:
     default_guidance: float = 1.0
     corrector_steps: int = 1  # Langevin corrector steps per ancestral step (torus part)
     corrector_step: float = 0.4  # Langevin step size as a fraction of sigma^2
-    lattice_mean: list[float] = field(default_factory=lambda: list(MP20_LATTICE_MEAN))
-    lattice_std: list[float] = field(default_factory=lambda: list(MP20_LATTICE_STD))
+    lattice_mean: list[float] = field(default_factory=lambda: list(LATTICE_MEAN))
+    lattice_std: list[float] = field(default_factory=lambda: list(LATTICE_STD))
 
 
 @dataclass

@@ -7,7 +7,8 @@ Three parts are diffused, each in the space where it is well behaved:
   ``sigma_max``. The target is the score of the wrapped normal (a sum over periodic images)
   divided by its root-mean-square at that sigma (``coord_target = "score"``), or the noise itself
   (``"eps"``). The loss counts occupied slots only.
-- **the lattice** as standardised ``(log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
+- **the lattice**, first reduced (``reduce_cells``: short, nearly orthogonal cell vectors, see
+  :mod:`ase_unimat.cell_reduction`), as standardised ``(log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
   gamma)`` (see :class:`~ase_unimat.network_common.LatticeScaler`): variance-preserving DDPM
   (cosine or linear beta), epsilon target.
 - **occupancy** (dense network only) as analog bits (+1 occupied, -1 empty), same VP schedule,
@@ -29,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from ase_unimat.cell_reduction import reduce_cells
 from ase_unimat.config import UniMatConfig
 from ase_unimat.network_common import LatticeScaler, NetworkOutput, natoms_of, slot_mask
 from ase_unimat.periodic_table import GRID_SHAPE, OCCUPIABLE
@@ -185,6 +187,8 @@ class UniMatModel(nn.Module):
         """
         d = self.config.diffusion
         coords0, lattice0, composition = batch["coords"], batch["lattice"].float(), batch["composition"].float()
+        if d.reduce_cells:
+            coords0, lattice0 = reduce_cells(coords0, lattice0)
         b, device = coords0.shape[0], coords0.device
         occupied = coords0[..., 0] > -0.5  # (B, L, 9, 18)
         if self.training:
