@@ -164,7 +164,7 @@ class UniMatDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int | Sequence[int]) -> dict[str, torch.Tensor]:
         """One structure, or with a sequence of indices (a ``BatchSampler`` with ``batch_size=None``) a batch."""
-        if isinstance(index, int | np.integer):
+        if np.ndim(index) == 0:  # an int, numpy or 0-d tensor index
             return {k: v[0] for k, v in self.batch([index]).items()}
         return self.batch(index)
 
