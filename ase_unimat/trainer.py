@@ -325,7 +325,7 @@ class TrainResult:
     out_dir: Path
     checkpoint: Path
     model: Path | None
-    loss: float
+    loss: float | None  # the last step's loss; None when this call trained no step
     val_loss: float | None
     wall_time: float
 
@@ -612,7 +612,7 @@ class _Run:
         generator = torch.Generator(device=self.device)
         bar = _progress_bar(options.total_steps, self.step, enabled=progress and self.procs.is_main)
         sums: dict[str, float] = {}
-        count, tick, loss_value = 0, time.perf_counter(), float("nan")
+        count, tick, loss_value = 0, time.perf_counter(), None
         self.model.train()
         while self.step < end:
             self.sampler.set_epoch(self.epoch, position=self.position)

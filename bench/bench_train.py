@@ -88,7 +88,7 @@ def run(*, quick: bool, out_dir: Path) -> dict:
     import torch
 
     batch_sizes = (16, 64) if quick else (16, 32, 64, 128)
-    steps = 4 if quick else 10
+    steps = 4 if quick else 6
     load_before = os.getloadavg()
     cases = []
     with tempfile.TemporaryDirectory() as tmp:

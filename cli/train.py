@@ -110,9 +110,10 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
     except (ValueError, CheckpointError, FileNotFoundError, OSError) as error:
         raise click.ClickException(str(error)) from None
     if main_process:
+        loss = "n/a (nothing left to train)" if result.loss is None else f"{result.loss:.4f}"
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         click.echo(
-            f"step {result.step} (epoch {result.epoch}) in {result.wall_time:.0f} s: loss {result.loss:.4f}, "
+            f"step {result.step} (epoch {result.epoch}) in {result.wall_time:.0f} s: loss {loss}, "
             f"val loss {val}; checkpoint {result.checkpoint}, model {result.model}"
         )
 
