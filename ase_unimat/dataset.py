@@ -28,7 +28,7 @@ those (plus ``lattice``/``natoms``) and materialises the dense tensor in memory.
 the atoms are stored in decoding order (by Z, then slot), so an atom's slot is its rank within its
 element. Both views are written from the same arrays in the same step. Measured totals: 350 bytes
 per structure for the MP-20 train file (277 of them data, the rest fixed HDF5 overhead) and 281 over
-all 20,227 structures of <= 20 atoms in ../shared/data (``bench/results/bench_convert.json``).
+all 20,227 structures of <= 20 atoms in ../shared/data (``bench/results/convert.json``).
 ``lattice`` is float32: its round trip stays within 1e-7 relative, well inside the 1e-5 required.
 """
 
