@@ -6,7 +6,8 @@ in [0, 1), or ``-1`` in all three components when the slot is empty. ``lattice``
 ``(a, b, c, alpha, beta, gamma)`` in Angstrom and degrees.
 
 Order of atoms within an element: occupied slots come first, sorted lexicographically by their
-wrapped fractional coordinates (x, then y, then z). :func:`permute_slots` shuffles them for
+wrapped fractional coordinates (x, then y, then z) rounded to 1e-6, so that parser noise such as
+-0.0 read as 2e-33 cannot swap two atoms. :func:`permute_slots` shuffles them for
 augmentation; the model must not depend on the order.
 
 The cell is stored only through its six parameters, so decoding rebuilds it in ASE's standard
@@ -113,7 +114,8 @@ def _encode_arrays(numbers: np.ndarray, frac: np.ndarray, *, n_slots: int) -> np
             raise RepresentationError(
                 f"{len(members)} atoms of {_symbol(z)} exceed L = {n_slots} slots per element"
             )
-        order = np.lexsort((members[:, 2], members[:, 1], members[:, 0]))
+        keys = np.mod(np.round(members.astype(np.float64), 6), 1.0)  # parser noise (-0.0 vs 1e-33) must not reorder
+        order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
         row, col = Z_TO_CELL[z]
         coords[: len(members), row, col] = members[order]
     return coords
