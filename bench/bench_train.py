@@ -73,6 +73,42 @@ def bare_step(batch_size: int, steps: int) -> dict:
     return {"seconds_per_step": round(step, 4), "samples_per_s": round(batch_size / step, 1), "steps_timed": steps - 1}
 
 
+def overhead_parts(batch_size: int, repeats: int = 20) -> dict:
+    """Median seconds of the trainer's own per-step work: one batch read + collate, EMA update, grad clip."""
+    import torch
+
+    from ase_unimat.dataset import UniMatDataset
+    from ase_unimat.diffusion import build_model
+    from ase_unimat.ema import EMA
+    from ase_unimat.trainer import EpochKeyedDataset
+
+    data = EpochKeyedDataset(UniMatDataset(DATA, in_memory=True), seed=0, augment=True)
+    model = build_model(_config(batch_size, 1))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    ema = EMA(model, decay=0.999)
+
+    def median_time(action) -> float:
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            action(i)
+            times.append(time.perf_counter() - start)
+        return round(statistics.median(times), 5)
+
+    return {
+        "batch_size": batch_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data_s": median_time(
+            lambda i: torch.utils.data.default_collate(
+                data.__getitems__([(0, j) for j in range(i * batch_size, (i + 1) * batch_size)])
+            )
+        ),
+        "ema_update_s": median_time(lambda i: ema.update(model)),
+        "grad_clip_s": median_time(lambda i: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)),
+    }
+
+
 def checkpoint_write(out_dir: Path) -> dict:
     """Seconds and bytes of one atomic checkpoint write (the last one the trainer wrote)."""
     from ase_unimat.checkpoint import LAST_NAME, atomic_save, load_checkpoint
@@ -104,6 +140,7 @@ def run(*, quick: bool, out_dir: Path) -> dict:
                 "epoch_8k_s": round(EPOCH_STRUCTURES / full["samples_per_s"], 1),
             })  # fmt: skip
         ckpt = checkpoint_write(Path(tmp) / f"b{batch_sizes[-1]}")
+    parts = overhead_parts(64)
     return {
         "command": "python -m bench train" + (" --quick" if quick else ""),
         "data": DATA,
@@ -115,5 +152,6 @@ def run(*, quick: bool, out_dir: Path) -> dict:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "cases": cases,
         "checkpoint_write": ckpt,
+        "trainer_overhead_parts": parts,
         "gpu": "not measured: no GPU in this session",
     }
