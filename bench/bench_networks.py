@@ -1,6 +1,7 @@
 """Training-step time and samples/s of the atom and dense networks at equal width (JSON to bench/results/).
 
-Run:  python -m bench networks [--quick]
+Run:  python -m bench networks [--quick]   (1 torch thread by default: this 2-core machine is shared and
+      oversubscribed, where 2 threads ran up to 20x slower than 1; pass threads=2 from Python on a quiet one)
 
 Each case builds a model, draws real batches from the HDF5 dataset and times forward + backward +
 AdamW step (median of a few steps after one warm-up step). The "cpu" config is timed at its own
@@ -9,6 +10,7 @@ width; the two networks are compared at equal width 64 (depth 4).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -80,7 +82,7 @@ def time_training(config, batches, *, device: str = "cpu") -> dict:
     }
 
 
-def run(*, quick: bool, out_dir: Path, data: str = DATA, threads: int = 2, device: str = "cpu") -> dict:
+def run(*, quick: bool, out_dir: Path, data: str = DATA, threads: int = 1, device: str = "cpu") -> dict:
     """Training step time and samples/s of the atom and dense networks at equal width (CPU)."""
     import torch
 
@@ -102,6 +104,7 @@ def run(*, quick: bool, out_dir: Path, data: str = DATA, threads: int = 2, devic
         "benchmark": "training step (forward + backward + AdamW) on real MP-20 batches",
         "device": device,
         "threads": threads,
+        "load_average_at_end": os.getloadavg(),
         "torch": torch.__version__,
         "cases": cases,
         "cpu_config_epoch_8k_seconds": round(epoch_8k, 1),

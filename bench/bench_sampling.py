@@ -10,6 +10,7 @@ structures are decoded to Atoms, so the time is what ``generate()`` costs per st
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def time_sampling(model, compositions, *, sampler: str, steps: int, batch_size: 
 
 
 def run(*, quick: bool, out_dir: Path, model: str | None = None, config: str = "cpu", val: str = VAL,
-        threads: int = 2, device: str = "cpu", batch_size: int = 64) -> dict:
+        threads: int = 1, device: str = "cpu", batch_size: int = 64) -> dict:
     """Sampling throughput (structures/s) against steps for <= 20-atom cells, both samplers."""
     import torch
 
@@ -81,6 +82,7 @@ def run(*, quick: bool, out_dir: Path, model: str | None = None, config: str = "
         "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "threads": threads,
+        "load_average_at_end": os.getloadavg(),
         "torch": torch.__version__,
         "atoms_per_cell": {"mean": float(natoms.float().mean()), "max": int(natoms.max())},
         "note": "ancestral uses one Langevin corrector step per step, i.e. 2 network calls per step",

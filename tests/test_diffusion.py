@@ -115,3 +115,12 @@ def test_set_composition_prior_checks_shape():
     model = build_model(tiny_config("atoms"))
     with pytest.raises(ValueError, match="shape"):
         model.set_composition_prior(torch.zeros(3, 162))
+
+
+@pytest.mark.parametrize("network", ["atoms", "dense"])
+def test_loss_runs_under_bf16_autocast(network):
+    model = build_model(tiny_config(network, width=16, depth=1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model.loss(small_batch(), generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
