@@ -9,8 +9,8 @@
    (process pool, one BLAS/torch thread per worker; pool start and CHGNet loading included), with
    EMT and with CHGNet. Target: >= 1.7x on 2 cores.
 
-Threads: ``OPENBLAS_NUM_THREADS=1`` is set before numpy loads (STYLE.md trap). ``workers=1`` runs
-in this process with torch's default intra-op threads unless ``--torch-threads`` is given.
+Threads: ``OPENBLAS_NUM_THREADS=1`` is set before numpy loads (STYLE.md trap); CHGNet runs with one
+torch thread per worker, the in-process ``workers=1`` run included (``get_calculator`` default).
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_search.py --out bench/results/search.json
 """
@@ -159,22 +159,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/search.json"))
     parser.add_argument("--overhead-seeds", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--emt-seeds", type=int, default=16)
+    parser.add_argument("--emt-seeds", type=int, default=24)
     parser.add_argument("--chgnet-seeds", type=int, default=8)
     parser.add_argument("--skip-chgnet", action="store_true")
-    parser.add_argument("--torch-threads", type=int, default=None, help="torch threads of the workers=1 run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
 
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
         "threads": {
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "torch_workers1": args.torch_threads,
+            "torch_per_worker": 1,
         },
     }
     report["overhead"] = overhead(args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import signal
 import threading
@@ -240,11 +241,28 @@ def _check_volume(atoms: Atoms, volume_per_atom0: float, settings: RelaxSettings
 
 
 def _check_distances(atoms: Atoms, min_distance: float) -> None:
-    from ase.neighborlist import neighbor_list
+    distance = shortest_distance(atoms)
+    if distance < min_distance:
+        raise RelaxFailure(f"atoms collapsed: two atoms {distance:.2f} Å apart (limit {min_distance} Å)")
 
-    distances = neighbor_list("d", atoms, min_distance)
-    if len(distances):
-        raise RelaxFailure(f"atoms collapsed: two atoms {distances.min():.2f} Å apart (limit {min_distance} Å)")
+
+def shortest_distance(atoms: Atoms) -> float:
+    """Shortest distance between two atoms, periodic images included (Å).
+
+    Minimum image over the 27 neighbouring cells of the wrapped fractional differences: exact for any
+    cell that is not extremely skewed, and ~10x cheaper than a neighbour list on small cells.
+    """
+    n = len(atoms)
+    frac = atoms.get_scaled_positions(wrap=False)  # (N, 3)
+    diff = frac[:, None, :] - frac[None, :, :]  # (N, N, 3)
+    diff -= np.round(diff)
+    vectors = (diff[:, :, None, :] + _SHIFTS[None, None]) @ atoms.cell.array  # (N, N, 27, 3)
+    distances = np.sqrt((vectors**2).sum(-1))  # (N, N, 27)
+    distances[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself (shift 0, 0, 0)
+    return float(distances.min())
+
+
+_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3), index 13 = (0, 0, 0)
 
 
 @contextlib.contextmanager

@@ -142,7 +142,6 @@ class Search:
             )
         except ValueError as err:
             raise SearchError(str(err)) from None
-        check_calculator_spec(calculator)
         self.calculator = calculator
         self.calculator_options = dict(calculator_options or {})
         self.n = int(n)
@@ -156,6 +155,7 @@ class Search:
         if formula_units is None and file_units is None:
             raise SearchError(f"{formula}: #NFORM is a range; give the formula units explicitly (--formula-units)")
         self.formula_units = parse_formula_units(formula_units if formula_units is not None else file_units)
+        check_calculator_spec(calculator, symbols=list(self.counts), options=self.calculator_options)
         self.seed_spec = seeds
         self.model = model
         self.template_reference = template_reference

@@ -124,3 +124,11 @@ def test_espresso_relaxes_rattled_silicon_end_to_end(tmp_path):
     # LDA silicon: equilibrium lattice about 5.40 A, so 2-atom volume ~ 39-41 A^3.
     assert 37.0 < result.volume < 42.0
     assert result.energy < -200.0  # eV, pz-vbc Si2 total energy is about -213 eV
+
+
+@pytest.mark.skipif(shutil.which("pw.x") is None, reason="Quantum ESPRESSO pw.x not installed")
+def test_espresso_spec_checks_pseudopotentials_of_the_search_elements(tmp_path):
+    (tmp_path / "Si.pz-vbc.UPF").write_text("fake")
+    check_calculator_spec("espresso", symbols=["Si"], options={"pseudo_dir": tmp_path})
+    with pytest.raises(CalculatorError, match="no pz pseudopotential for Xe"):
+        check_calculator_spec("espresso", symbols=["Si", "Xe"], options={"pseudo_dir": tmp_path})
