@@ -31,6 +31,7 @@ VARIANTS = {
     "linear_beta": {"diffusion": {"lattice_schedule": "linear"}},
     "sigma_max_1": {"diffusion": {"sigma_max": 1.0}},
     "sigma_max_0.3": {"diffusion": {"sigma_max": 0.3}},
+    "wider_deeper": {"model": {"width": 256, "pair_width": 128, "depth": 6, "heads": 8}},
     "unreduced_cells": {"diffusion": {"reduce_cells": False, **RAW_LATTICE}},
 }
 
@@ -47,8 +48,11 @@ def variant_config(changes: dict, *, steps: int):
     return from_dict(data)
 
 
-def score_on_val(model_path: Path, *, k: int, steps: int) -> dict:
-    """CSP match rate, validity and volume error of ``k`` ddim samples per validation composition."""
+def score_on_val(model, *, k: int, steps: int, sampler: str = "ddim", guidance: float | None = None) -> dict:
+    """CSP match rate, validity and volume error of ``k`` samples per validation composition.
+
+    ``model`` is a path or a loaded model.
+    """
     import numpy as np
 
     from ase_unimat.dataset import read_atoms
@@ -56,14 +60,15 @@ def score_on_val(model_path: Path, *, k: int, steps: int) -> dict:
     from ase_unimat.metrics import csp_match, structure_validity
 
     references = read_atoms(VAL)
-    model = load_model(model_path, device="cpu")
+    model = load_model(model, device="cpu")
     start = time.perf_counter()
     predictions = []
     for ref in references:
         counts = {}
         for symbol in ref.get_chemical_symbols():
             counts[symbol] = counts.get(symbol, 0) + 1
-        predictions.append(generate(counts, n=k, model=model, steps=steps, seed=0, device="cpu"))
+        predictions.append(generate(counts, n=k, model=model, steps=steps, seed=0, device="cpu", sampler=sampler,
+                                    guidance=guidance))
     sample_s = time.perf_counter() - start
     flat = [(p, ref) for preds, ref in zip(predictions, references, strict=True) for p in preds]
     valid = [structure_validity(p) for p, _ in flat]
