@@ -70,6 +70,7 @@ class DiffusionConfig:
     lattice_schedule: str = "cosine"  # VP schedule of lattice (and dense occupancy) diffusion
     beta_min: float = 1e-4  # linear schedule
     beta_max: float = 0.02
+    time_power: float = 1.0  # training times t = u^p, u uniform: p > 1 trains low noise levels more
     timesteps: int = 1000  # discretisation of the training time and default ancestral steps
     coord_weight: float = 1.0
     lattice_weight: float = 1.0
@@ -140,6 +141,8 @@ def validate(config: UniMatConfig) -> None:
         raise ConfigError(f"model.width ({m.width}) and pair_width ({m.pair_width}) must be divisible by heads ({m.heads})")
     if not 0 < d.sigma_min < d.sigma_max:
         raise ConfigError(f"need 0 < sigma_min < sigma_max, got {d.sigma_min}, {d.sigma_max}")
+    if d.time_power <= 0:
+        raise ConfigError(f"diffusion.time_power must be > 0, got {d.time_power}")
     if not 0.0 <= d.cond_drop_prob < 1.0:
         raise ConfigError(f"diffusion.cond_drop_prob must be in [0, 1), got {d.cond_drop_prob}")
     if len(d.lattice_mean) != 6 or len(d.lattice_std) != 6 or min(d.lattice_std) <= 0:

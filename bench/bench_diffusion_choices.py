@@ -25,6 +25,7 @@ RAW_LATTICE = {  # statistics of the unreduced training cells (for reduce_cells 
     "lattice_mean": [0.9807, 1.0352, 1.2042, 85.5295, 85.5502, 85.6604],
     "lattice_std": [0.3067, 0.2736, 0.3515, 23.3699, 22.4649, 27.5006],
 }
+SMALL = {"width": 128, "pair_width": 64, "depth": 4, "heads": 4}  # the first "cpu" size, for cheap ablations
 VARIANTS = {
     "baseline": {},
     "eps_target": {"diffusion": {"coord_target": "eps"}},
@@ -32,6 +33,9 @@ VARIANTS = {
     "sigma_max_1": {"diffusion": {"sigma_max": 1.0}},
     "sigma_max_0.3": {"diffusion": {"sigma_max": 0.3}},
     "wider_deeper": {"model": {"width": 256, "pair_width": 128, "depth": 6, "heads": 8}},
+    "small": {"model": SMALL},
+    "small_no_slot_embedding": {"model": {**SMALL, "slot_embedding": False}},
+    "small_time_power_2": {"model": SMALL, "diffusion": {"time_power": 2.0}},
     "unreduced_cells": {"diffusion": {"reduce_cells": False, **RAW_LATTICE}},
 }
 
