@@ -133,7 +133,7 @@ def generate(
     model=None,
     guidance: float | None = None,
     steps: int | None = None,
-    sampler: str = "ddim",
+    sampler: str = "ancestral",
     seed: int = 0,
     seeds: Sequence[int] | None = None,
     device: str = "auto",
@@ -156,7 +156,9 @@ def generate(
     steps
         Sampler steps (default from the model's config).
     sampler
-        ``"ddim"`` (deterministic, few steps) or ``"ancestral"``.
+        ``"ancestral"`` (default: reverse SDE with a Langevin corrector; 41 % CSP matches at 8
+        samples and 95 % valid vs 34 % and 82 % for ddim, bench/results/sampler_quality.json) or
+        ``"ddim"`` (deterministic, few steps, about twice as fast).
     seed, seeds
         Sample ``i`` uses ``seeds[i]`` if given, else ``seed + i``.
     device
@@ -226,7 +228,7 @@ class UniMatStartGenerator:
         model=None,
         guidance: float | None = None,
         steps: int | None = None,
-        sampler: str = "ddim",
+        sampler: str = "ancestral",
         seed: int = 0,
         device: str = "auto",
         batch_size: int = 16,

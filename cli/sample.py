@@ -66,7 +66,7 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps [default: the model's].")
 @click.option("--guidance", type=float, default=None,
               help="Classifier-free guidance weight (dense network) [default: the model's].")
-@click.option("--sampler", type=click.Choice(["ddim", "ancestral"]), default="ddim", show_default=True,
+@click.option("--sampler", type=click.Choice(["ddim", "ancestral"]), default="ancestral", show_default=True,
               help="ddim: deterministic, few steps; ancestral: stochastic SDE with corrector.")
 @click.option("--device", type=str, default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,

@@ -42,7 +42,7 @@ def test_generate_returns_the_requested_composition_and_info(model_dir):
         assert atoms.info["seed"] == 5 + i
         assert atoms.info["model"] == "tiny-model"
         assert atoms.info["source"] == "unimat"
-        assert atoms.info["steps"] == 4 and atoms.info["sampler"] == "ddim" and atoms.info["guidance"] == 1.0
+        assert atoms.info["steps"] == 4 and atoms.info["sampler"] == "ancestral" and atoms.info["guidance"] == 1.0
 
 
 def test_one_structure_is_reproducible_from_its_seed(model_dir):

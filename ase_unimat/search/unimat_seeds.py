@@ -34,7 +34,7 @@ class UniMatSeedSource:
     model: Any = None
     steps: int | None = None
     guidance: float | None = None
-    sampler: str = "ddim"
+    sampler: str = "ancestral"
     device: str = "auto"
     batch_size: int = 64
     name: str = "unimat"
