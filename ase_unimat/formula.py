@@ -125,5 +125,5 @@ def counts_from_grid(grid: np.ndarray) -> dict[str, int]:
     if grid.shape != GRID_SHAPE:
         raise ValueError(f"composition grid must have shape {GRID_SHAPE}, got {grid.shape}")
     rows, cols = np.nonzero(grid)
-    pairs = sorted((int(CELL_TO_Z[r, c]), int(round(float(grid[r, c])))) for r, c in zip(rows, cols))
+    pairs = sorted((int(CELL_TO_Z[r, c]), int(round(float(grid[r, c])))) for r, c in zip(rows, cols, strict=True))
     return {z_to_symbol(z): n for z, n in pairs if n > 0}
