@@ -1,0 +1,31 @@
+"""The model shipped in models/unimat-mp20 loads offline and makes seeds of the requested composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+def test_default_model_generates_the_requested_composition():
+    from ase_unimat import generate
+
+    structures = generate("Mg2SiO4", n=2, formula_units=1, seed=11, steps=20)
+    assert [a.get_chemical_formula() for a in structures] == ["Mg2O4Si", "Mg2O4Si"]
+    for atoms in structures:
+        assert atoms.info["model"] == "unimat-mp20"
+        volume_per_atom = atoms.get_volume() / len(atoms)
+        assert 3.0 < volume_per_atom < 60.0
+        assert np.all(atoms.pbc)
+
+
+def test_default_template_reference_is_bundled():
+    import h5py
+
+    from ase_unimat.templates import default_reference
+
+    path = default_reference()
+    with h5py.File(path, "r") as f:
+        assert f["coords"].shape[0] > 5000
+        assert f["coords"].shape[1:] == (20, 9, 18, 3)
