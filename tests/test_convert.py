@@ -253,13 +253,13 @@ def test_kill_minus_9_at_random_times_then_resume(tmp_path, shared_data):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     reference = tmp_path / "ref.h5"
     start = time.perf_counter()
-    subprocess.run([*command, "-o", str(reference)], check=True, env=env, capture_output=True)
+    subprocess.run([*command, "-o", str(reference)], check=True, env=env, cwd=tmp_path, capture_output=True)
     duration = time.perf_counter() - start
     out = tmp_path / "out.h5"
     rng = np.random.default_rng(7)
     killed_with_parts = 0
     for _ in range(5):
-        process = subprocess.Popen([*command, "-o", str(out)], env=env, start_new_session=True,
+        process = subprocess.Popen([*command, "-o", str(out)], env=env, cwd=tmp_path, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.2, 1.1) * duration)
         os.killpg(process.pid, signal.SIGKILL)
@@ -272,6 +272,6 @@ def test_kill_minus_9_at_random_times_then_resume(tmp_path, shared_data):
         with h5py.File(reference, "r"):
             pass
     assert killed_with_parts >= 2
-    subprocess.run([*command, "-o", str(out)], check=True, env=env, capture_output=True)
+    subprocess.run([*command, "-o", str(out)], check=True, env=env, cwd=tmp_path, capture_output=True)
     assert_same_contents(contents(reference), contents(out))
     assert len(read_ids(out)) == 3420 + 54

@@ -31,12 +31,12 @@ def test_console_scripts_point_into_the_package():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_answers_help_quickly_without_torch(command):
+def test_every_command_answers_help_quickly_without_torch(command, tmp_path):
     module = metadata.entry_points(group="console_scripts")[command].value.split(":")[0]
     code = (f"import sys; from {module} import main; "
             "sys.argv = ['x', '--help']\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
             "assert 'torch' not in sys.modules, 'help imported torch'\nsys.exit(code)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Usage" in done.stdout and "Example" in done.stdout
 

@@ -208,9 +208,12 @@ def test_kill_minus_nine_then_rerun_loses_and_repeats_nothing(tmp_path):
         str(out),
     ]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd away from the checkout, so the installed package (with ase_unimat.cli) is what runs
+    victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 90
     while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 3:
+        if victim.poll() is not None:
+            pytest.fail(f"the search exited early ({victim.returncode}): {victim.stderr.read().decode()[-500:]}")
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -219,7 +222,7 @@ def test_kill_minus_nine_then_rerun_loses_and_repeats_nothing(tmp_path):
     for path in (out / "res").glob("*.res"):  # every .res that exists is complete
         assert AirssProvider.from_file(str(path)).appearances == 1
 
-    finish = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    finish = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
     relaxed_now = [line.split()[1] for line in finish.stderr.splitlines() if line.startswith("[")]
     assert len(relaxed_now) == len(set(relaxed_now)) == 10 - len(done_before)
