@@ -162,6 +162,13 @@ def _check(model, composition, seeds, steps) -> None:
         raise ValueError("no seeds: nothing to sample")
 
 
+def _start(model, composition, seeds, steps, device) -> _State:
+    """Check the arguments, put the model in eval mode and draw each sample's starting noise."""
+    _check(model, composition, seeds, steps)
+    model.eval()
+    return _State(model, composition, seeds, torch.device(device))
+
+
 @torch.no_grad()
 def sample_ancestral(
     model,
@@ -173,9 +180,7 @@ def sample_ancestral(
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reverse VE SDE on the torus with Langevin corrector; ancestral DDPM for lattice/occupancy."""
-    _check(model, composition, seeds, steps)
-    model.eval()
-    state = _State(model, composition, seeds, torch.device(device))
+    state = _start(model, composition, seeds, steps, device)
     cfg = model.config.diffusion
     for k in range(steps, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)
@@ -211,9 +216,7 @@ def sample_ddim(
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic few-step sampler: probability-flow ODE (Euler in sigma) + DDIM (eta = 0)."""
-    _check(model, composition, seeds, steps)
-    model.eval()
-    state = _State(model, composition, seeds, torch.device(device))
+    state = _start(model, composition, seeds, steps, device)
     fixed_occ_noise = state.occupancy_noise() if state.occupancy is not None else None
     for k in range(steps, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)
