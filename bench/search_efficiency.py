@@ -10,10 +10,14 @@ Protocol
   7-12, 13-20); per bin a fixed list drawn with ``selection_seed`` (distinct formulas); each target
   is searched with its own cell (same number of formula units).
 - **Seeds**: ``n_seeds`` per target and source (seed ``k`` depends only on the run seed, the source
-  and ``k``); "mixed" draws equally from every other available source (run seed + 1, so its seeds
-  differ from the pure sources'). Template seeds come from the training structures only. A source
-  that cannot be built (no trained model yet) is skipped with a note; a source that has no seed for
-  one target (no template of that stoichiometry) is marked unavailable there.
+  and ``k``). Sources: ``unimat`` (reverse diffusion from noise), ``unimat-template`` (reverse
+  diffusion started from a noised prototype-substitution template), ``random`` (AIRSS-like),
+  ``template`` (prototype substitution) and ``mixed``, an equal mix of the pure sources unimat,
+  random and template that can be built (run seed + 1, so its seeds differ from the pure
+  sources'; the same mix whichever other sources a run selects). Templates come from the training
+  structures only. A source that cannot be built (no trained model yet) is skipped with a note; a
+  source that has no seed for one target (no template of that stoichiometry) is marked unavailable
+  there.
 - **Relaxation**: CHGNet, FrechetCellFilter + FIRE, fmax 0.05 eV/A, at most 500 steps (no wall-time
   limit, so results do not depend on the machine's load), through :func:`ase_unimat.search.relax.relax_task`; 2 worker processes with 1 thread each.
   The **reference** is the test structure relaxed the same way.
@@ -25,26 +29,49 @@ Protocol
   every target so the estimator is one rule; ``censored`` marks h = 0, where the true value is likely
   larger); mean optimizer steps and wall seconds per seed; best energy above the reference after
   each number of relaxations.
-- **Per bin**: geometric means over targets of ``1 / p_est`` per source, and of the ratios
-  unimat/random, unimat/template, template/random (targets where both sources ran).
+- **Per bin**: geometric means over targets of ``1 / p_est`` per source, and of the ratios in
+  ``RATIOS`` (targets where both sources ran).
+
+Relaxations are cached on disk (``bench/.cache/search_efficiency``, one JSON file per relaxation),
+keyed by the content of the structure relaxed and the relaxation settings, so a killed run resumes
+and a run with an extra source relaxes only the new seeds. Run it with ``python -m bench
+search_efficiency [--quick]`` (the default configurations) or ``python -m bench.search_efficiency
+--help`` (sources, sizes, model, output name).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
 BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
-PURE_SOURCES = ("unimat", "random", "template")
-RATIOS = (("unimat", "random"), ("unimat", "template"), ("template", "random"), ("mixed", "random"))
+PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
+SOURCE_ORDER = ("unimat", "unimat-template", "random", "template", "mixed")  # every source, in table order
+MODEL_SOURCES = ("unimat", "unimat-template")  # load the UniMat model (probed when built, to fail early)
+TEMPLATE_SOURCES = ("template", "unimat-template")  # need the template index over the training set
+RATIOS = (
+    ("unimat", "random"),
+    ("unimat", "template"),
+    ("unimat-template", "random"),
+    ("unimat-template", "template"),
+    ("template", "random"),
+    ("mixed", "random"),
+)
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -64,6 +91,15 @@ class BenchConfig:
     model: str | None = None  # UniMat model (None: the bundled default)
     data_dir: str | None = None  # shared data (None: $UNIMAT_SHARED_DATA or ../shared/data)
     bins: tuple[str, ...] = tuple(BINS)
+    cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.sources if name not in SOURCE_ORDER]
+        if unknown or not self.sources:
+            raise ValueError(f"unknown or no seed sources {unknown}; choose from {', '.join(SOURCE_ORDER)}")
+        unknown = [name for name in self.bins if name not in BINS]
+        if unknown or not self.bins:
+            raise ValueError(f"unknown or no size bins {unknown}; choose from {', '.join(BINS)}")
 
 
 DEFAULT = BenchConfig()
@@ -118,34 +154,43 @@ def held_out_targets(config: BenchConfig) -> list[Target]:
 def build_sources(
     config: BenchConfig, targets: Sequence[Target], say: Callable[[str], None]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Seed-source objects by benchmark name, and notes for the sources skipped."""
-    from ase_unimat.search.seeds import make_seed_sources
+    """Seed-source objects by benchmark name (in ``SOURCE_ORDER``), and notes for the sources skipped.
 
-    sources: dict[str, Any] = {}
+    "mixed" always mixes every pure source that can be built, requested or not, so its seeds do not
+    depend on which other sources a run selects.
+    """
+    from ase_unimat.search.seeds import NoSeedsForFormula, make_seed_sources
+
+    wanted = set(config.sources) | (set(PURE_SOURCES) if "mixed" in config.sources else set())
+    built: dict[str, Any] = {}
     notes: dict[str, str] = {}
     probe = targets[0].counts
     template_reference = None
-    for name in PURE_SOURCES:
-        if name not in config.sources:
+    for name in SOURCE_ORDER:
+        if name == "mixed" or name not in wanted:
             continue
         try:
-            if name == "template":
+            if name in TEMPLATE_SOURCES and template_reference is None:
                 template_reference = _template_reference(config, targets)
             source = make_seed_sources(name, model=config.model, template_reference=template_reference)
-            if name == "unimat":
-                source.make(probe, [0], run_seed=config.run_seed)  # loads the model now: fail early
-            sources[name] = source
+            if name in MODEL_SOURCES:
+                try:
+                    source.make(probe, [0], run_seed=config.run_seed)  # loads the model now: fail early
+                except NoSeedsForFormula:
+                    pass  # no template for this one target; others may have one
+            built[name] = source
         except Exception as err:  # noqa: BLE001 - any reason a source cannot run becomes a note
             notes[name] = f"skipped: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
             say(f"source {name} {notes[name]}")
+    sources = {name: source for name, source in built.items() if name in config.sources}
     if "mixed" in config.sources:
-        available = [name for name in PURE_SOURCES if name in sources]
+        available = [name for name in PURE_SOURCES if name in built]
         if len(available) >= 2:
             spec = ",".join(f"{name}:1" for name in available)
             sources["mixed"] = make_seed_sources(spec, model=config.model, template_reference=template_reference)
             notes["mixed"] = f"equal mix of {', '.join(available)} (run seed + 1)"
         else:
-            notes["mixed"] = "skipped: needs at least two available sources"
+            notes["mixed"] = "skipped: needs at least two available pure sources (unimat, random, template)"
     return sources, notes
 
 
@@ -174,8 +219,87 @@ def make_seeds(source: Any, target: Target, n: int, run_seed: int) -> list[Any]:
 # ------------------------------------------------------------------------------------- relaxations
 
 
-def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes; key -> RelaxResult."""
+def cache_key(atoms: Any, *, calculator: str, fmax: float, max_steps: int, time_limit: float | None) -> str:
+    """SHA-256 hex digest of what decides a relaxation: the settings and the structure's content.
+
+    Atomic numbers, cell and Cartesian positions (rounded to 1e-6 Å) enter, never the job's name,
+    so the same structure under two names shares one entry and a changed seed generator misses.
+    """
+    content = {
+        "calculator": str(calculator),
+        "fmax": float(fmax),
+        "max_steps": int(max_steps),
+        "time_limit": None if time_limit is None else float(time_limit),
+        "numbers": np.asarray(atoms.numbers).tolist(),
+        "cell": np.rint(np.asarray(atoms.cell.array) * 1e6).astype(np.int64).tolist(),  # (3, 3) in 1e-6 Å
+        "positions": np.rint(np.asarray(atoms.positions) * 1e6).astype(np.int64).tolist(),  # (N, 3) in 1e-6 Å
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RelaxCache:
+    """Finished relaxations on disk: ``<root>/<cache key>.json`` holds one ``RelaxResult.to_dict()``."""
+
+    root: Path
+
+    def path(self, key: str) -> Path:
+        """The file of one cache key."""
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> Any:
+        """The cached ``RelaxResult`` of ``key``, or ``None`` when there is none (or it is unreadable)."""
+        from ase_unimat.search.relax import RelaxResult
+
+        try:
+            return RelaxResult.from_dict(json.loads(self.path(key).read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):  # damaged or foreign file: relax again, overwrite
+            return None
+
+    def put(self, key: str, result: Any) -> None:
+        """Store ``result`` under ``key`` atomically (temporary file, then ``os.replace``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.path(key)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        os.replace(tmp, target)
+
+
+def relax_cache(config: BenchConfig) -> RelaxCache | None:
+    """The cache ``config`` asks for (``cache_dir`` None: ``DEFAULT_CACHE_DIR``), or ``None`` for ``""`` (off)."""
+    if config.cache_dir == "":
+        return None
+    return RelaxCache(Path(config.cache_dir) if config.cache_dir is not None else DEFAULT_CACHE_DIR)
+
+
+@dataclass
+class Relaxations:
+    """What :func:`relax_all` returns: job key -> ``RelaxResult``, and where the results came from.
+
+    ``from_cache`` jobs were read from the cache; ``relaxed`` structures were relaxed now (jobs
+    holding the same structure share one relaxation, so ``from_cache + relaxed <= len(results)``).
+    """
+
+    results: dict[str, Any]
+    from_cache: int
+    relaxed: int
+
+
+def _job_source(job: str) -> str:
+    """The source part of a job key ``<material id>/<source>/<index>``."""
+    parts = job.split("/")
+    return parts[1] if len(parts) == 3 else job
+
+
+def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callable[[str], None]) -> Relaxations:
+    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes, reading and filling the cache.
+
+    Each result is written to the cache (by this process) as soon as its relaxation finishes, so a
+    killed run loses only the relaxations in flight. Cached results get the current job's key as
+    ``id`` and its source as ``source``.
+    """
     import concurrent.futures as cf
     import multiprocessing
 
@@ -183,18 +307,45 @@ def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callabl
     from ase_unimat.search.threads import init_worker
 
     settings = RelaxSettings(fmax=config.fmax, max_steps=config.max_steps, time_limit=config.time_limit)
-    tasks = [RelaxTask(id=key, source=key.split("/")[1], atoms=atoms, calculator=config.calculator,
-                       calculator_options=(("threads", 1),), settings=settings) for key, atoms in jobs]  # fmt: skip
-    results: dict[str, Any] = {}
-    start = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=config.workers, mp_context=context, initializer=init_worker) as pool:
-        futures = {pool.submit(relax_task, task): task.id for task in tasks}
-        for done, future in enumerate(cf.as_completed(futures), start=1):
-            results[futures[future]] = future.result()
-            if done % 10 == 0 or done == len(tasks):
-                say(f"  {done}/{len(tasks)} relaxations, {time.perf_counter() - start:.0f} s")
-    return results
+    cache = relax_cache(config)
+    digests = {key: cache_key(atoms, calculator=config.calculator, fmax=config.fmax, max_steps=config.max_steps,
+                              time_limit=config.time_limit) for key, atoms in jobs}  # fmt: skip
+    by_digest: dict[str, Any] = {}  # cache key -> RelaxResult
+    todo: dict[str, tuple[str, Any]] = {}  # cache key -> the first job holding that structure
+    from_cache = 0
+    for key, atoms in jobs:
+        digest = digests[key]
+        if digest not in by_digest and digest not in todo and cache is not None:
+            cached = cache.get(digest)
+            if cached is not None:
+                by_digest[digest] = cached
+        if digest in by_digest:
+            from_cache += 1
+        else:
+            todo.setdefault(digest, (key, atoms))
+    if cache is not None:
+        say(f"  {from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
+    tasks = {digest: RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
+                               calculator_options=(("threads", 1),), settings=settings)
+             for digest, (key, atoms) in todo.items()}  # fmt: skip
+    if tasks:
+        start = time.perf_counter()
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=config.workers, mp_context=context, initializer=init_worker) as pool:
+            futures = {pool.submit(relax_task, task): digest for digest, task in tasks.items()}
+            try:
+                for done, future in enumerate(cf.as_completed(futures), start=1):
+                    digest = futures[future]
+                    by_digest[digest] = future.result()
+                    if cache is not None:
+                        cache.put(digest, by_digest[digest])
+                    if done % 10 == 0 or done == len(tasks):
+                        say(f"  {done}/{len(tasks)} relaxations, {time.perf_counter() - start:.0f} s")
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # do not run the queue on after an interrupt
+                raise
+    results = {key: replace(by_digest[digests[key]], id=key, source=_job_source(key)) for key, _ in jobs}
+    return Relaxations(results=results, from_cache=from_cache, relaxed=len(tasks))
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -295,9 +446,10 @@ def plot(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(bins), figsize=(4.2 * len(bins), 6.4), squeeze=False, sharex="col")
-    colors = {"unimat": "tab:red", "random": "tab:blue", "template": "tab:green", "mixed": "tab:purple"}
-    markers = {"unimat": "o", "random": "s", "template": "^", "mixed": "D"}
+    fig, axes = plt.subplots(2, len(bins), figsize=(max(4.2 * len(bins), 7.0), 6.4), squeeze=False, sharex="col")
+    colors = {"unimat": "tab:red", "unimat-template": "tab:orange", "random": "tab:blue", "template": "tab:green",
+              "mixed": "tab:purple"}  # fmt: skip
+    markers = {"unimat": "o", "unimat-template": "v", "random": "s", "template": "^", "mixed": "D"}
     for col, name in enumerate(bins):
         rows = [t for t in per_target if t["bin"] == name]
         n_max = 1
@@ -343,6 +495,8 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
         f"energy. 1/p uses p = (hits + 0.5) / (N + 1); a target with no hit is censored (true value likely larger). "
         f"Wall time {result['wall_s']:.0f} s.",
         "",
+        _cache_line(result["relaxations"]),
+        "",
         "| bin | source | targets | hits / seeds | targets hit | 1/p (geomean) | steps/seed | s/seed |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -370,13 +524,31 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
     return "\n".join(lines)
 
 
+def _cache_line(relaxations: Mapping[str, Any]) -> str:
+    if relaxations["cache_dir"] is None:
+        return f"{relaxations['jobs']} relaxations, no cache."
+    note = " (s/seed is the wall time of the run that relaxed them)" if relaxations["from_cache"] else ""
+    return (
+        f"{relaxations['jobs']} relaxations: {relaxations['from_cache']} read from the cache{note}, "
+        f"{relaxations['relaxed']} relaxed in this run."
+    )
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 
 def run_search_efficiency(
-    config: BenchConfig, *, out_dir: Path, quick: bool = False, say: Callable[[str], None] = print
+    config: BenchConfig,
+    *,
+    out_dir: Path,
+    quick: bool = False,
+    stem: str | None = None,
+    say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the benchmark with ``config``; write the PNG and markdown into ``out_dir``; return the results."""
+    """Run the benchmark with ``config``; write ``<stem>.png`` and ``<stem>.md`` into ``out_dir``; return the results.
+
+    ``stem`` defaults to ``search_efficiency`` (``search_efficiency_quick`` when ``quick``).
+    """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from ase_unimat.stability import ReferenceRecord
@@ -405,7 +577,8 @@ def run_search_efficiency(
             made[(t.material_id, name)] = len(seeds)
             jobs += [(f"{t.material_id}/{name}/{k}", seed.atoms) for k, seed in enumerate(seeds)]
     say(f"relaxing {len(jobs)} structures with {config.calculator} on {config.workers} workers")
-    results = relax_all(jobs, config, say)
+    relaxations = relax_all(jobs, config, say)
+    results = relaxations.results
     matcher = StructureMatcher()
     per_target = []
     for t in targets:
@@ -422,14 +595,21 @@ def run_search_efficiency(
                     seed_results = [results[f"{t.material_id}/{name}/{k}"] for k in range(made[(t.material_id, name)])]
                     row["sources"][name] = score(seed_results, reference, matcher)
         per_target.append(row)
-    used = [name for name in ("unimat", "random", "template", "mixed") if name in sources]
+    used = [name for name in SOURCE_ORDER if name in sources]
+    cache = relax_cache(config)
     result = {
         "quick": quick,
         "config": asdict(config),
         "energy_tolerance_ev_per_atom": ENERGY_TOLERANCE,
         "p_rule": "p_est = (hits + 0.5) / (N + 1); expected relaxations = 1 / p_est; censored when hits == 0",
-        "source_notes": {name: notes.get(name, "ran") for name in config.sources},
+        "source_notes": {name: notes.get(name, "ran") for name in SOURCE_ORDER if name in config.sources},
         "sources": used,
+        "relaxations": {
+            "jobs": len(jobs),
+            "from_cache": relaxations.from_cache,
+            "relaxed": relaxations.relaxed,
+            "cache_dir": None if cache is None else str(cache.root),
+        },
         "targets": [
             {
                 "material_id": t.material_id,
@@ -444,7 +624,7 @@ def run_search_efficiency(
         "per_target": per_target,
         "wall_s": time.perf_counter() - start,
     }
-    stem = "search_efficiency_quick" if quick else "search_efficiency"
+    stem = stem or default_stem(quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(per_target, used, config.bins, out_dir / f"{stem}.png")
     (out_dir / f"{stem}.md").write_text(markdown(result, f"{stem}.png"))
@@ -452,7 +632,141 @@ def run_search_efficiency(
     return result
 
 
+def default_stem(quick: bool) -> str:
+    """Output file stem of a default or quick run (what ``python -m bench`` names its JSON too)."""
+    return "search_efficiency_quick" if quick else "search_efficiency"
+
+
 def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
     """Runner entry point: the default configuration (about an hour) or ``--quick`` (minutes)."""
     config = QUICK if quick else DEFAULT
     return run_search_efficiency(config, out_dir=Path(out_dir), quick=quick)
+
+
+# ---------------------------------------------------------------------------------- command line
+
+EXAMPLES = """
+\b
+Examples:
+  python -m bench.search_efficiency --quick --sources random --bins 1-6 --n-seeds 2 --out /tmp/se
+  python -m bench.search_efficiency --sources unimat-template --stem search_efficiency_unimat_template
+  python -m bench.search_efficiency --sources unimat,random --model models/unimat-mp20 --per-bin 2 --n-seeds 20
+  python -m bench.search_efficiency --bins 7-12,13-20 --no-cache --out /tmp/se_fresh
+"""
+
+
+class CommaList(click.ParamType):
+    """A comma-separated list of names from a fixed set (duplicates dropped, order kept)."""
+
+    name = "list"
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.choices = tuple(choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        names = tuple(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
+        unknown = [name for name in names if name not in self.choices]
+        if unknown or not names:
+            self.fail(f"{value!r}: choose one or more of {', '.join(self.choices)}, comma-separated", param, ctx)
+        return names
+
+
+def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started: dt.datetime, wall_s: float) -> None:
+    """Write ``result`` as ``python -m bench`` would (with time, machine and git commit) to ``path``."""
+    from bench import git_commit, json_safe, machine_info
+
+    record = {
+        "benchmark": "search_efficiency",
+        "quick": bool(quick),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 2),
+        "machine": machine_info(),
+        "git_commit": git_commit(),
+        "result": result,
+    }
+    path.write_text(json.dumps(json_safe(record), indent=1) + "\n")
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="Start from the quick configuration (1 target per bin, 3 seeds).")
+@click.option(
+    "--sources",
+    type=CommaList(SOURCE_ORDER),
+    default=None,
+    help=f"Seed sources to run, comma-separated from {', '.join(SOURCE_ORDER)} [default: {','.join(DEFAULT.sources)}].",
+)
+@click.option(
+    "--per-bin",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Held-out targets per size bin [default: {DEFAULT.per_bin}, {QUICK.per_bin} with --quick].",
+)
+@click.option(
+    "--n-seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Seeds per target and source [default: {DEFAULT.n_seeds}, {QUICK.n_seeds} with --quick].",
+)
+@click.option(
+    "--model",
+    type=str,
+    default=None,
+    help="UniMat model: a checkpoint (.pt), a model folder or a name in models/ [default: the bundled model].",
+)
+@click.option(
+    "--bins",
+    type=CommaList(tuple(BINS)),
+    default=None,
+    help=f"Size bins (atoms per cell), comma-separated from {', '.join(BINS)} [default: all].",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=RESULTS_DIR,
+    show_default=True,
+    help="Folder for <stem>.json, .md and .png.",
+)
+@click.option(
+    "--stem",
+    type=str,
+    default=None,
+    help="Output file name without extension [default: search_efficiency, search_efficiency_quick with "
+    "--quick]; name a variant to keep the default results.",
+)
+@click.option("--no-cache", is_flag=True, help=f"Relax everything again; neither read nor write {DEFAULT_CACHE_DIR}.")
+def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_seeds: int | None, model: str | None,
+         bins: tuple[str, ...] | None, out: Path, stem: str | None, no_cache: bool) -> None:  # fmt: skip
+    """Relaxations needed to find held-out mp_20 ground states, per seed source (CHGNet, 2 workers).
+
+    Finished relaxations are cached (bench/.cache/search_efficiency), so a killed run resumes and a
+    run with an extra source relaxes only that source's seeds. Writes <stem>.json, .md and .png to --out.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if stem is not None and (not stem or any(c in stem for c in "/\\") or stem.startswith(".")):
+        raise click.ClickException(f"--stem {stem!r} must be a plain file name without extension")
+    if model is not None:
+        from ase_unimat.generate import resolve_model_path
+
+        try:
+            resolve_model_path(model)
+        except FileNotFoundError as err:
+            raise click.ClickException(str(err)) from None
+    overrides = {"sources": sources, "per_bin": per_bin, "n_seeds": n_seeds, "model": model, "bins": bins,
+                 "cache_dir": "" if no_cache else None}  # fmt: skip
+    config = replace(QUICK if quick else DEFAULT, **{k: v for k, v in overrides.items() if v is not None})
+    stem = stem or default_stem(quick)
+    started = dt.datetime.now(dt.UTC)
+    start = time.perf_counter()
+    try:
+        result = run_search_efficiency(config, out_dir=out, quick=quick, stem=stem, say=click.echo)
+    except RuntimeError as err:  # no source could be built
+        raise click.ClickException(" ".join(str(err).split())) from None
+    path = out / f"{stem}.json"
+    write_record(result, path, quick=quick, started=started, wall_s=time.perf_counter() - start)
+    click.echo(f"search_efficiency: {time.perf_counter() - start:.1f} s, wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
