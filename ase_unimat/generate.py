@@ -138,6 +138,8 @@ def generate(
     seeds: Sequence[int] | None = None,
     device: str = "auto",
     batch_size: int = 64,
+    start: Sequence[Atoms] | None = None,
+    strength: float = 1.0,
 ) -> list[Atoms]:
     """Sample ``n`` crystal structures of one composition.
 
@@ -165,11 +167,16 @@ def generate(
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
     batch_size
         Structures sampled together.
+    start, strength
+        Optional starting structures, one per sample (same composition as ``formula``): each is
+        noised to time ``strength`` in (0, 1] and denoised by the model from there (SDEdit); small
+        ``strength`` keeps the start's arrangement; ``strength = 1`` forgets almost all of it.
 
     Returns
     -------
     list of ase.Atoms
-        ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``.
+        ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``
+        (and ``strength`` when started from ``start``).
     """
     import torch
 
@@ -192,18 +199,44 @@ def generate(
     dev = next(net.parameters()).device
     name = getattr(net, "model_name", net.config.name)
     composition = torch.as_tensor(grid, dtype=torch.float32)
+    starts = None if start is None else _encode_starts(start, counts, len(seeds), net.n_slots)
+    extra = {} if start is None else {"strength": float(strength)}
     structures: list[Atoms] = []
-    for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start : start + batch_size]
+    for first in range(0, len(seeds), batch_size):
+        chunk = seeds[first : first + batch_size]
+        begin = None if starts is None else tuple(torch.as_tensor(x[first : first + batch_size]) for x in starts)
         coords, lattice = sample(
-            net, composition.expand(len(chunk), -1, -1).to(dev), seeds=chunk, steps=steps, guidance=guidance, device=dev
-        )
+            net, composition.expand(len(chunk), -1, -1).to(dev), seeds=chunk, steps=steps, guidance=guidance,
+            device=dev, start=begin, strength=strength,
+        )  # fmt: skip
         info = [
-            {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat"}
+            {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat",
+             **extra}
             for s in chunk
-        ]
+        ]  # fmt: skip
         structures.extend(to_atoms(coords, lattice, info=info))
     return structures
+
+
+def _encode_starts(
+    start: Sequence[Atoms], counts: Mapping[str, int], n: int, n_slots: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L, 9, 18, 3) coords and (n, 6) lattices of the starting structures, checked against ``counts``."""
+    from ase_unimat.representation import encode
+
+    start = list(start)
+    if len(start) != n:
+        raise ValueError(f"{len(start)} starting structures for {n} samples")
+    coords, lattices = [], []
+    for i, atoms in enumerate(start):
+        symbols = atoms.get_chemical_symbols()
+        have = {s: symbols.count(s) for s in set(symbols)}
+        if have != dict(counts):
+            raise FormulaError(f"starting structure {i} is {format_formula(have)}, not {format_formula(counts)}")
+        c, lat = encode(atoms, n_slots=n_slots)
+        coords.append(c)
+        lattices.append(lat)
+    return np.stack(coords), np.stack(lattices).astype(np.float32)
 
 
 class UniMatStartGenerator:

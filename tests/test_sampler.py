@@ -115,3 +115,45 @@ def test_repair_lattice_rejects_nan_and_to_atoms_rejects_empty_samples():
     coords = np.full((1, 8, 9, 18, 3), -1.0, dtype=np.float32)
     with pytest.raises(ValueError, match="no atoms"):
         to_atoms(coords, np.array([[4.0, 4, 4, 90, 90, 90]]))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_low_strength_start_keeps_the_starting_structure(atom_model, name):
+    from ase.build import bulk
+
+    from ase_unimat.representation import encode
+
+    start = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # Na4Cl4
+    coords0, lattice0 = encode(start, n_slots=atom_model.n_slots)
+    comp = _compositions("Na4Cl4")
+    begin = (torch.as_tensor(coords0)[None], torch.as_tensor(lattice0, dtype=torch.float32)[None])
+    sample = get_sampler(name)
+    near, near_lattice = sample(atom_model, comp, seeds=[3], steps=20, start=begin, strength=0.05)
+    far, _ = sample(atom_model, comp, seeds=[3], steps=20, start=begin, strength=1.0)
+    plain, _ = sample(atom_model, comp, seeds=[3], steps=20)
+    # one step of an untrained model from a barely noised start stays near it (distances on the torus)
+    moved = to_atoms(near, near_lattice)[0]
+    assert moved.get_chemical_formula() == start.get_chemical_formula()
+    assert abs(moved.get_volume() / start.get_volume() - 1) < 0.5
+    ordered = torch.as_tensor(coords0)[None]
+    d_near = torch.remainder(near - ordered + 0.5, 1.0) - 0.5
+    d_far = torch.remainder(far - ordered + 0.5, 1.0) - 0.5
+    mask = ordered[..., 0] > -0.5
+    assert d_near[mask].abs().mean() < 0.05 < d_far[mask].abs().mean()
+    assert not torch.allclose(far, plain)  # strength 1 from a start still draws its own noise order
+
+
+def test_start_is_checked(atom_model):
+    from ase.build import bulk
+
+    from ase_unimat.representation import encode
+
+    coords0, lattice0 = encode(bulk("NaCl", "rocksalt", a=5.64), n_slots=atom_model.n_slots)
+    begin = (torch.as_tensor(coords0)[None], torch.as_tensor(lattice0, dtype=torch.float32)[None])
+    sample = get_sampler("ancestral")
+    with pytest.raises(ValueError, match="composition differs"):
+        sample(atom_model, _compositions("KBr"), seeds=[0], steps=4, start=begin, strength=0.5)
+    with pytest.raises(ValueError, match="strength"):
+        sample(atom_model, _compositions("NaCl"), seeds=[0], steps=4, start=begin, strength=0.0)
+    with pytest.raises(ValueError, match="start shapes"):
+        sample(atom_model, _compositions("NaCl", "NaCl"), seeds=[0, 1], steps=4, start=begin, strength=0.5)

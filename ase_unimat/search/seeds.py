@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 #: Source names a spec may use.
-SOURCE_NAMES = ("unimat", "template", "random", "cell")
+SOURCE_NAMES = ("unimat", "unimat-template", "template", "random", "cell")
 
 
 class SeedSourceError(ValueError):
@@ -271,10 +271,14 @@ def make_seed_sources(
         cell_spec = read_cell(cell_spec)
     sources: dict[str, SeedSource] = {}
     for name in weights:
-        if name == "unimat":
+        if name in ("unimat", "unimat-template"):
             from ase_unimat.search.unimat_seeds import UniMatSeedSource
 
-            sources[name] = UniMatSeedSource(model=model, **dict(unimat_options or {}))
+            options = dict(unimat_options or {})
+            if name == "unimat-template":
+                options.update(start="template", template_reference=template_reference,
+                               template_options=template_options)  # fmt: skip
+            sources[name] = UniMatSeedSource(model=model, name=name, **options)
         elif name == "template":
             from ase_unimat.search.template_seeds import TemplateSeedSource
 

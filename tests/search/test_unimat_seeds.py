@@ -44,3 +44,54 @@ def test_seed_k_does_not_depend_on_its_batch(source):
 def test_too_many_atoms_of_one_element_is_a_fallback_error(source):
     with pytest.raises(NoSeedsForFormula, match="cannot build O30"):
         source.make({"O": 30}, [0], run_seed=0)
+
+
+@pytest.fixture(scope="module")
+def template_source():
+    torch = pytest.importorskip("torch")
+    from ase.build import bulk
+
+    from ase_unimat.config import load_config
+    from ase_unimat.diffusion import build_model
+    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.templates import TemplateIndex
+
+    torch.manual_seed(0)
+    index = TemplateIndex.from_atoms(
+        [bulk("NaCl", "rocksalt", a=5.64), bulk("CsCl", "cesiumchloride", a=4.12)], ["nacl", "cscl"]
+    )
+    return make_seed_sources("unimat-template", model=build_model(load_config(CONFIG)), template_reference=index,
+                             unimat_options={"device": "cpu", "steps": 10, "strength": 0.1})  # fmt: skip
+
+
+def test_unimat_template_seeds_start_from_the_templates(template_source):
+    from ase_unimat.search.seeds import make_seed_sources
+
+    seeds = template_source.make({"K": 1, "Br": 1}, [0, 1, 2], run_seed=0)
+    plain = make_seed_sources("template", template_reference=template_source.sources["unimat-template"].template_reference)
+    templates = plain.make({"K": 1, "Br": 1}, [0, 1, 2], run_seed=0)
+    for seed, template in zip(seeds, templates, strict=True):
+        assert seed.source == "unimat-template" and seed.id.startswith("KBr-unimat-template-")
+        info = seed.atoms.info
+        assert info["unimat_start"].startswith(f"template {template.atoms.info['template_id']} rank ")
+        assert info["unimat_strength"] == 0.1
+        # strength 0.1: one denoising step from a barely noised template keeps its volume per atom roughly
+        ratio = seed.atoms.get_volume() / template.atoms.get_volume()
+        assert 0.5 < ratio < 2.0
+    assert seeds[2].atoms.info["unimat_start"].endswith("cycle 1")
+
+
+def test_unimat_template_without_a_template_samples_from_noise(template_source):
+    seeds = template_source.make(COUNTS, [0, 1], run_seed=0)
+    assert all(s.atoms.info["unimat_start"] == "noise (no template)" for s in seeds)
+    assert "unimat_strength" not in seeds[0].atoms.info
+
+
+def test_bad_start_options_are_errors():
+    from ase_unimat.search.seeds import SeedSourceError
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    with pytest.raises(SeedSourceError, match="unknown UniMat start"):
+        UniMatSeedSource(start="prototype")
+    with pytest.raises(SeedSourceError, match="strength"):
+        UniMatSeedSource(start="template", strength=1.5)
