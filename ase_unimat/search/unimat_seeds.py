@@ -5,11 +5,13 @@ own seed in ``generate``, so a seed does not depend on which other indices share
 composition the model cannot build (more than ``L`` atoms of one element, an element it never saw)
 raises :class:`~ase_unimat.search.seeds.NoSeedsForFormula`, so mixed runs fall back to the others.
 
-With ``start="template"`` (the ``unimat-template`` source), seed ``k`` starts the reverse diffusion
-from template seed ``k`` (:class:`~ase_unimat.search.template_seeds.TemplateSeedSource`: the
-``k``-th prototype-substitution candidate) noised to time ``strength``, so the model rebuilds the
-template's details for the new chemistry; a composition with no template falls back to plain
-sampling (recorded in the seed's ``unimat_start``).
+With ``start="template"`` (the ``unimat-template`` source), the reverse diffusion starts from
+prototype-substitution templates (:class:`~ase_unimat.search.template_seeds.TemplateSeedSource`)
+noised to a time ``strength`` in (0, 1], so the model rebuilds each template's details for the new
+chemistry. With ``m`` strength levels (default ``(0.3, 0.6)``), seed ``k`` starts from template seed
+``k // m`` at level ``k % m``: every template is first refined gently, then explored more freely. A
+composition with no template falls back to plain sampling. The seed's ``unimat_start`` records
+which template (or noise) it started from.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class UniMatSeedSource:
     start
         ``"noise"`` (plain sampling) or ``"template"`` (denoise noised templates, see above).
     strength
-        Noise level (diffusion time in (0, 1]) the templates are noised to when ``start="template"``.
+        Noise level (diffusion time in (0, 1]) the templates are noised to when ``start="template"``;
+        a tuple of levels is cycled over the seeds (see the module docstring).
     template_reference, template_options
         The templates' reference (see ``TemplateSeedSource``; None: the bundled set) and options.
     """
@@ -50,7 +53,7 @@ class UniMatSeedSource:
     device: str = "auto"
     batch_size: int = 64
     start: str = "noise"
-    strength: float = 0.5
+    strength: float | tuple[float, ...] = (0.3, 0.6)
     template_reference: Any = None
     template_options: Mapping[str, Any] | None = None
     name: str = "unimat"
@@ -60,8 +63,14 @@ class UniMatSeedSource:
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
             raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose 'noise' or 'template'")
-        if not 0.0 < self.strength <= 1.0:
+        if not self.strengths or not all(0.0 < level <= 1.0 for level in self.strengths):
             raise SeedSourceError(f"UniMat start strength must be in (0, 1], got {self.strength}")
+
+    @property
+    def strengths(self) -> tuple[float, ...]:
+        """The strength levels cycled over the seeds."""
+        levels = self.strength if isinstance(self.strength, (tuple, list)) else (self.strength,)
+        return tuple(float(level) for level in levels)
 
     def network(self):
         """The loaded model (loaded on first use)."""
@@ -72,50 +81,62 @@ class UniMatSeedSource:
         return self._net
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
-        """One generated structure per index, seeded by ``derive_seed(run_seed, "unimat", k)``."""
-        from ase_unimat.formula import FormulaError
-        from ase_unimat.generate import generate
-
+        """One generated structure per index, seeded by ``derive_seed(run_seed, name, k)``."""
         indices = [int(k) for k in indices]
         if not indices:
             return []
-        sample_seeds = [derive_seed(run_seed, self.name, k) for k in indices]
-        starts, origin = self._starts(counts, indices, run_seed)
-        try:
-            structures = generate(
-                dict(counts), seeds=sample_seeds, model=self.network(), guidance=self.guidance, steps=self.steps,
-                sampler=self.sampler, device=self.device, batch_size=self.batch_size, start=starts,
-                strength=self.strength if starts is not None else 1.0,
-            )
-        except FormulaError as err:
-            raise NoSeedsForFormula(f"the UniMat model cannot build {formula_label(counts)}: {err}") from None
+        plan = self._plan(counts, indices, run_seed)  # k -> (start atoms or None, strength, origin)
+        structures: dict[int, Any] = {}
+        for strength in sorted({level for _, level, _ in plan.values()}):
+            group = [k for k in indices if plan[k][1] == strength]
+            starts = [plan[k][0] for k in group]
+            for k, atoms in zip(group, self._generate(counts, group, run_seed, starts, strength), strict=True):
+                structures[k] = atoms
         seeds = []
-        for k, atoms in zip(indices, structures, strict=True):
+        for k in indices:
+            atoms = structures[k]
             built = {s: atoms.get_chemical_symbols().count(s) for s in counts}
             if built != dict(counts) or len(atoms) != sum(counts.values()):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength")
                     if key in atoms.info}  # fmt: skip
-            info["start"] = origin[k]
+            info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
                                    **{f"unimat_{key}": v for key, v in info.items()}))
         return seeds
 
-    def _starts(self, counts: Mapping[str, int], indices: Sequence[int], run_seed: int) -> tuple[list | None, dict]:
-        """Starting structures (None: noise) and, per index, where each sample started."""
+    def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
+        from ase_unimat.formula import FormulaError
+        from ase_unimat.generate import generate
+
+        begin = None if starts[0] is None else starts
+        try:
+            return generate(
+                dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
+                guidance=self.guidance, steps=self.steps, sampler=self.sampler, device=self.device,
+                batch_size=self.batch_size, start=begin, strength=strength,
+            )  # fmt: skip
+        except FormulaError as err:
+            raise NoSeedsForFormula(f"the UniMat model cannot build {formula_label(counts)}: {err}") from None
+
+    def _plan(self, counts: Mapping[str, int], indices: Sequence[int], run_seed: int) -> dict[int, tuple]:
+        """Per index: the starting structure (None: noise), its strength and where it started."""
         if self.start == "noise":
-            return None, {k: "noise" for k in indices}
+            return {k: (None, 1.0, "noise") for k in indices}
         from ase_unimat.search.template_seeds import TemplateSeedSource
 
         if self._templates is None:
             self._templates = TemplateSeedSource(reference=self.template_reference, **dict(self.template_options or {}))
+        levels = self.strengths
         try:
-            templates = self._templates.make(counts, indices, run_seed=run_seed)
+            templates = self._templates.make(counts, [k // len(levels) for k in indices], run_seed=run_seed)
         except NoSeedsForFormula:
-            return None, {k: "noise (no template)" for k in indices}
-        origin = {}
+            return {k: (None, 1.0, "noise (no template)") for k in indices}
+        plan = {}
         for k, seed in zip(indices, templates, strict=True):
             info = seed.atoms.info
-            origin[k] = f"template {info.get('template_id', '?')} rank {info.get('template_rank')} cycle {info.get('template_cycle')}"
-        return [seed.atoms for seed in templates], origin
+            origin = (f"template {info.get('template_id', '?')} rank {info.get('template_rank')} "
+                      f"cycle {info.get('template_cycle')}")  # fmt: skip
+            plan[k] = (seed.atoms, levels[k % len(levels)], origin)
+        return plan

@@ -95,3 +95,15 @@ def test_bad_start_options_are_errors():
         UniMatSeedSource(start="prototype")
     with pytest.raises(SeedSourceError, match="strength"):
         UniMatSeedSource(start="template", strength=1.5)
+
+
+def test_strength_ladder_refines_each_template_at_every_level(template_source):
+    from dataclasses import replace
+
+    ladder = replace(template_source.sources["unimat-template"], strength=(0.1, 0.5))
+    seeds = ladder.make({"K": 1, "Br": 1}, [0, 1, 2, 3], run_seed=0)
+    assert [s.atoms.info["unimat_strength"] for s in seeds] == [0.1, 0.5, 0.1, 0.5]
+    starts = [s.atoms.info["unimat_start"] for s in seeds]
+    assert starts[0] == starts[1] != starts[2] == starts[3]
+    alone = ladder.make({"K": 1, "Br": 1}, [3], run_seed=0)[0]
+    assert np.allclose(alone.atoms.positions, seeds[3].atoms.positions, atol=1e-4)
