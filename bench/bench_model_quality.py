@@ -221,13 +221,13 @@ def csp_samples(
     start = time.perf_counter()
     first, problems = sample_compositions(net, jobs_for(csp_indices, range(1)), settings=settings)
     timing["sample_k1"] = round(time.perf_counter() - start, 1)
-    say(f"sampled {len(csp_indices)} structures (k = 1) in {timing['sample_k1_s']} s")
+    say(f"sampled {len(csp_indices)} structures (k = 1) in {timing['sample_k1']} s")
     samples = {i: [a] if a is not None else [] for i, a in zip(csp_indices, first, strict=True)}
     start = time.perf_counter()
     extra_jobs = jobs_for(topk_indices, range(1, settings.k))
     more, more_problems = sample_compositions(net, extra_jobs, settings=settings) if extra_jobs else ([], [])
     timing["sample_topk_extra"] = round(time.perf_counter() - start, 1)
-    say(f"sampled {len(extra_jobs)} more for k = {settings.k} in {timing['sample_topk_extra_s']} s")
+    say(f"sampled {len(extra_jobs)} more for k = {settings.k} in {timing['sample_topk_extra']} s")
     for (_, _, info), atoms in zip(extra_jobs, more, strict=True):
         if atoms is not None and samples[info["test_index"]]:
             samples[info["test_index"]].append(atoms)
