@@ -27,7 +27,7 @@ Protocol (issue 7, with the instruments of ``ase_unimat.metrics`` and ``ase_unim
    (``models/<model>/reference.h5``); S.U.N. = stable (E_hull <= 0.1 eV/atom), unique and novel.
 
 ``--quick``: 40 test structures (all 40 sampled k times), coverage against those 40 only, 8
-stability samples on a hull of the phases the data puts on the DFT hull (e_above_hull <= 0).
+stability samples; otherwise the same protocol.
 Outputs: ``<out>/model_quality[_quick].json`` (by the runner), ``.md`` (table) and ``.png``
 (E_hull histogram).
 """
@@ -38,7 +38,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ class QualitySettings:
     workers: int = 2
     fmax: float = 0.05
     max_steps: int = 500
-    hull_max_dft_e_above_hull: float | None = None  # drop competing phases above this DFT e_hull (NaN kept)
+    hull_max_dft_e_above_hull: float | None = None  # drop compounds above this DFT e_hull (elements, NaN kept)
     stable_threshold: float = 0.1  # eV/atom, for the S.U.N. rate
 
     def __post_init__(self) -> None:
@@ -83,8 +83,7 @@ class QualitySettings:
 
 
 DEFAULT = QualitySettings()
-QUICK = QualitySettings(n_csp=40, n_topk=40, n_stability=8, coverage_reference="sampled",
-                        hull_max_dft_e_above_hull=0.0)  # fmt: skip
+QUICK = QualitySettings(n_csp=40, n_topk=40, n_stability=8, coverage_reference="sampled")
 
 
 def run(*, quick: bool, out_dir: Path, model=None) -> dict:
@@ -295,15 +294,19 @@ def generative_scores(
 # ----------------------------------------------------------------------------------------- stability
 
 
-def hull_defined(chemsys: frozenset[str], hull_records: Sequence[Any]) -> str:
-    """``""`` when ``stability`` can build the hull of ``chemsys``, else why not."""
-    from ase_unimat.stability import competing_phases, elemental_fallbacks
+def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) -> list[str]:
+    """Elements with neither an elemental phase in ``hull_records`` nor an ASE reference state: no hull
+    containing them can be built by ``stability`` (it raises)."""
+    from ase_unimat.stability import elemental_fallbacks
 
-    try:
-        elemental_fallbacks(competing_phases(hull_records, chemsys), chemsys)
-    except ValueError as err:
-        return str(err)
-    return ""
+    have = {next(iter(r.elements)) for r in hull_records if len(r.elements) == 1}
+    missing = []
+    for element in sorted(set(elements) - have):
+        try:
+            elemental_fallbacks([], [element])
+        except ValueError:
+            missing.append(element)
+    return missing
 
 
 def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
@@ -351,50 +354,58 @@ def stability_scores(
     )
 
     limit = settings.hull_max_dft_e_above_hull
-    hull = [r for r in hull_records if limit is None or not r.e_above_hull > limit]  # NaN (unknown) kept
+    hull = [r for r in hull_records  # elements always kept; NaN (unknown) kept
+            if limit is None or len(r.elements) == 1 or not r.e_above_hull > limit]  # fmt: skip
+    unreferenced = set(unreferenced_elements({e for _, a in samples for e in a.get_chemical_symbols()}, hull))
+    undefined = [i for i, a in samples if unreferenced & set(a.get_chemical_symbols())]
     relax_settings = RelaxSettings(fmax=settings.fmax, max_steps=settings.max_steps)
     options = {"threads": 1} if settings.calculator == "chgnet" else None
     cache = EnergyCache(Path(cache_dir) / "hull_energies.json")
     order = [samples[i] for i in np.random.default_rng([settings.seed, 3]).permutation(len(samples))]
     phases_start = time.perf_counter()
-    undefined: dict[str, int] = {}
-    chosen: list[tuple[int, Any]] = []
-    for index, atoms in order:
-        if len(chosen) == settings.n_stability:
-            break
-        why = hull_defined(frozenset(atoms.get_chemical_symbols()), hull)
-        if why:
-            undefined[why] = undefined.get(why, 0) + 1
-        else:
-            chosen.append((index, atoms))
-    # The competing phases of all chosen systems in one pool; then drop systems whose elements failed.
-    systems = {frozenset(a.get_chemical_symbols()) for _, a in chosen}
-    members: dict[frozenset[str], list[str]] = {}
+    passed_over: dict[str, int] = {}  # element -> candidates passed over for it
+    failed_elements: dict[str, int] = {}  # element -> candidates dropped because its phase failed to relax
+    members: dict[frozenset[str], list[str]] = {}  # chemical system -> its phase ids
     phases: dict[str, Any] = {}  # phase id -> ReferenceRecord or (id, Atoms)
-    for chemsys in systems:
-        inside = competing_phases(hull, chemsys)
-        for phase in [*inside, *elemental_fallbacks(inside, chemsys)]:
-            key = phase.material_id if hasattr(phase, "material_id") else phase[0]
-            phases[key] = phase
-            members.setdefault(chemsys, []).append(key)
-    say(f"stability: {len(chosen)} samples in {len(systems)} chemical systems, {len(phases)} competing phases "
-        f"({len(cache)} energies cached)")  # fmt: skip
-    energies = phase_energies(list(phases.values()), settings.calculator, relax_settings, cache=cache,
-                              calculator_options=options, workers=settings.workers)  # fmt: skip
-    by_id = dict(zip(phases, energies, strict=True))
-    failed_elements: dict[str, int] = {}
-    kept = []
-    for index, atoms in chosen:
-        chemsys = frozenset(atoms.get_chemical_symbols())
-        got = [by_id[key] for key in members[chemsys]]
-        have = {next(iter(p.counts)) for p in got if len(p.counts) == 1 and math.isfinite(p.energy)}
-        for element in sorted(chemsys - have):
-            failed_elements[element] = failed_elements.get(element, 0) + 1
-        if chemsys <= have:
-            kept.append((index, atoms))
+    energies: dict[str, Any] = {}  # phase id -> PhaseEnergy
+    kept: list[tuple[int, Any]] = []
+    position, n_passed = 0, 0
+    while len(kept) < settings.n_stability and position < len(order):
+        batch = []  # candidates with a defined hull, as many as still needed
+        while len(kept) + len(batch) < settings.n_stability and position < len(order):
+            index, atoms = order[position]
+            position += 1
+            missing = unreferenced & set(atoms.get_chemical_symbols())
+            for element in missing:
+                passed_over[element] = passed_over.get(element, 0) + 1
+            n_passed += bool(missing)
+            if not missing:
+                batch.append((index, atoms))
+        new = {}
+        for chemsys in sorted({frozenset(a.get_chemical_symbols()) for _, a in batch} - set(members), key=sorted):
+            inside = competing_phases(hull, chemsys)
+            members[chemsys] = []
+            for phase in [*inside, *elemental_fallbacks(inside, chemsys)]:
+                key = phase.material_id if hasattr(phase, "material_id") else phase[0]
+                members[chemsys].append(key)
+                if key not in phases:
+                    new[key] = phases[key] = phase
+        say(f"stability: {len(batch)} samples, {len(new)} new competing phases ({len(cache)} energies cached)")
+        got = phase_energies(list(new.values()), settings.calculator, relax_settings, cache=cache,
+                             calculator_options=options, workers=settings.workers)  # fmt: skip
+        energies.update(zip(new, got, strict=True))
+        for index, atoms in batch:  # every element needs a relaxed elemental phase
+            chemsys = frozenset(atoms.get_chemical_symbols())
+            have = {next(iter(energies[k].counts)) for k in members[chemsys]
+                    if len(energies[k].counts) == 1 and math.isfinite(energies[k].energy)}  # fmt: skip
+            for element in sorted(chemsys - have):
+                failed_elements[element] = failed_elements.get(element, 0) + 1
+            if chemsys <= have:
+                kept.append((index, atoms))
+    systems = {frozenset(a.get_chemical_symbols()) for _, a in kept}
     phases_s = time.perf_counter() - phases_start
     if not kept:
-        return {"skipped": "no sample has a defined hull", "hull_undefined": undefined}
+        return {"skipped": "no sample has a defined hull", "unreferenced_elements": sorted(unreferenced)}
     formulas = {Composition(counts_of(a)).reduced_formula for _, a in kept}
     start = time.perf_counter()
     report = stability_report([a for _, a in kept], calculator=settings.calculator, cache=cache, hull_records=hull,
@@ -409,12 +420,17 @@ def stability_scores(
         "material_ids": [a.info.get("material_id") for _, a in kept],
         "e_hull_median": float(np.median(finite)) if finite.size else math.nan,
         "e_hull_quartiles": [float(np.quantile(finite, q)) for q in (0.25, 0.75)] if finite.size else [],
-        "hull_undefined": {"samples_passed_over": sum(undefined.values()), "reasons": undefined,
-                           "elemental_phase_failed_to_relax": failed_elements},
+        "hull_undefined": {
+            "unreferenced_elements": sorted(unreferenced),
+            "share_of_all_samples": len(undefined) / len(samples),
+            "samples_passed_over": n_passed,
+            "passed_over_by_element": dict(sorted(passed_over.items())),
+            "elemental_phase_failed_to_relax": failed_elements,
+        },
         "candidates": len(samples),
         "hull": {"sources": "mp_20/train + extra_mp (stability.HULL_SOURCES), <= 20 atoms",
                  "per_formula": 1, "max_dft_e_above_hull": limit, "chemical_systems": len(systems),
-                 "phases": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
+                 "phases_relaxed": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
         "relax": {"calculator": settings.calculator, "calculator_options": options, "workers": settings.workers,
                   **asdict(relax_settings)},
         "novelty_reference": "the model's training set (reference.h5)",

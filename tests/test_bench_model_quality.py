@@ -142,10 +142,26 @@ def test_wrong_prediction_does_not_match(mq):
     assert csp["match_rate_at_1"] == 0.0 and math.isnan(csp["rmse_at_1"])
 
 
-def test_hull_defined_needs_elemental_references(mq):
+def test_unreferenced_elements_have_no_data_phase_and_no_ase_bulk(mq):
     records = hull_records()
-    assert mq.hull_defined(frozenset({"Cu", "Au"}), records) == ""
-    assert "no elemental reference for F" in mq.hull_defined(frozenset({"Cu", "F"}), records)
+    assert mq.unreferenced_elements(["Cu", "Au"], records) == []
+    assert mq.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == ["F", "S"]  # Ag: ASE's fcc bulk
+
+
+def test_stability_puts_known_phases_on_the_hull_and_replaces_failed_systems(mq, tmp_path):
+    cufe = AseAtomsAdaptor.get_atoms(Structure(Lattice.cubic(2.9), ["Cu", "Fe"], [[0, 0, 0], [0.5] * 3]))
+    samples = [(0, cuau_l10()), (1, cufe), (2, bulk("Cu", "fcc", a=3.6)), (3, cu3au())]
+    settings = mq.QualitySettings(n_stability=3, calculator="emt", workers=1, max_steps=100)
+    assert 1 in np.random.default_rng([settings.seed, 3]).permutation(4)[:3]  # Cu-Fe is among the first three
+    st = mq.stability_scores(samples, settings=settings, hull_records=hull_records(), training=[cuau_l10()],
+                             cache_dir=tmp_path, say=lambda message: None)  # fmt: skip
+    # EMT has no Fe: the Cu-Fe candidate's hull cannot be built, the fourth candidate takes its place.
+    assert st["hull_undefined"]["elemental_phase_failed_to_relax"] == {"Fe": 1}
+    assert sorted(st["test_indices"]) == [0, 2, 3] and st["n"] == st["n_relaxed"] == 3
+    e_hull = dict(zip(st["test_indices"], st["e_hull"], strict=True))
+    assert e_hull[0] == pytest.approx(0.0, abs=2e-3) and e_hull[2] == pytest.approx(0.0, abs=2e-3)  # hull phases
+    assert st["novelty"] == pytest.approx(2 / 3)  # L10 is in the training set
+    assert st["uniqueness"] == 1.0 and st["hull"]["chemical_systems"] == 2
 
 
 # ------------------------------------------------------------------------------------------ a run
