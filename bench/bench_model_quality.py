@@ -334,7 +334,7 @@ def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
 
 def stability_scores(
     samples: Sequence[tuple[int, Any]], *, settings: QualitySettings, hull_records: Sequence[Any],
-    training: Sequence[Any], cache_dir: Path, say: Callable[[str], None],
+    training: Sequence[Any], cache_dir: Path, say: Callable[[str], None], training_label: str = "the given training set",
 ) -> dict[str, Any]:  # fmt: skip
     """Relax a seeded subset of ``(test index, sample)`` pairs and report E_hull, uniqueness, novelty, S.U.N.
 
@@ -433,7 +433,7 @@ def stability_scores(
                  "phases_relaxed": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
         "relax": {"calculator": settings.calculator, "calculator_options": options, "workers": settings.workers,
                   **asdict(relax_settings)},
-        "novelty_reference": "the model's training set (reference.h5)",
+        "novelty_reference": training_label,
         "wall_s": {"competing_phases": round(phases_s, 1), "samples_and_hull": round(report_s, 1)},
     })  # fmt: skip
     return report
@@ -536,7 +536,8 @@ def run_model_quality(
         start = time.perf_counter()
         hull = list(hull_records) if hull_records is not None else load_reference_records(sources=HULL_SOURCES)
         train = list(training) if training is not None else default_training(model)
-        stability = stability_scores(first, settings=settings, hull_records=hull, training=train,
+        label = "the given training set" if training is not None else "the model's training set (reference.h5)"
+        stability = stability_scores(first, settings=settings, hull_records=hull, training=train, training_label=label,
                                      cache_dir=Path(cache_dir) if cache_dir is not None else Path(out_dir), say=say)  # fmt: skip
         wall["stability"] = round(time.perf_counter() - start, 1)
     net_cfg = net.config.diffusion
@@ -580,6 +581,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
     """A short markdown table of the headline numbers and the settings behind them."""
     model, csp, gen, st, s = result["model"], result["csp"], result["generation"], result["stability"], result["settings"]
     k = csp.get("k", s["k"])
+    notes = [f"Generative metrics: {gen['note']}."]
     rows = [
         ("CSP match@1 / RMSE@1", f"{_pct(csp['match_rate_at_1'])} / {_num(csp['rmse_at_1'])}", f"n = {csp['n']}"),
         (f"CSP match@{k} / RMSE@{k}", f"{_pct(csp.get(f'match_rate_at_{k}'))} / {_num(csp.get(f'rmse_at_{k}'))}",
@@ -597,8 +599,14 @@ def summary_markdown(result: dict[str, Any]) -> str:
              f"{st['n_relaxed']} of {st['n']} relaxed ({st['relax']['calculator']})"),
             ("E_hull <= 0 / <= 0.1", f"{_pct(st['frac_e_hull_le_0'])} / {_pct(st['frac_e_hull_le_0.1'])}", ""),
             ("unique / novel / S.U.N.", f"{_pct(st['uniqueness'])} / {_pct(st['novelty'])} / {_pct(st['sun_rate'])}",
-             f"{st['hull_undefined']['samples_passed_over']} candidates passed over (no elemental reference)"),
+             f"novelty vs {st['novelty_reference']}"),
         ]  # fmt: skip
+        undefined = st["hull_undefined"]
+        notes.append(f"Stability: {undefined['samples_passed_over']} candidates passed over for containing an element "
+                     f"without elemental reference ({', '.join(undefined['unreferenced_elements']) or 'none'}: "
+                     f"{_pct(undefined['share_of_all_samples'])} of all samples). Hulls hold only the data's phases "
+                     "(mp_20 train + extra MP, not the test structures), so E_hull < 0 is common and the "
+                     "'<= 0' share overstates stability against the full Materials Project.")  # fmt: skip
     lines = [
         f"# Model quality: {model['name']} (step {model['step']}) on mp_20/test",
         "",
@@ -609,6 +617,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "| metric | value | note |",
         "|---|---|---|",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
+        *[f"- {note}" for note in notes],
         "",
     ]  # fmt: skip
     return "\n".join(lines)
