@@ -19,6 +19,7 @@ Examples:
   unimat-airss --formula Mg2SiO4 --formula-units 1-2 -n 50 --calc chgnet --workers 2
   unimat-airss --formula SiO2 -n 20 --seeds mixed:0.7 --calc chgnet --pressure 10 --out sio2_10GPa
   unimat-airss --formula NaCl -n 30 --seeds unimat:0.5,template:0.3,random:0.2 --calc chgnet --plot
+  unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --calc chgnet
   unimat-airss --cell Al2O3.cell -n 40 --seeds random --calc emt --out al2o3
   unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calc espresso --time-limit 600
   unimat-airss --formula CuAu -n 100 --seeds random --calc emt --scheduler tcp://10.0.0.5:8786
@@ -82,7 +83,8 @@ def main() -> None:
     type=str,
     default="unimat",
     show_default=True,
-    help="Seed sources: unimat, random, template, mixed:F (F unimat, rest random) or weights like "
+    help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
+    "prototype templates), random, template, mixed:F (F unimat, rest random) or weights like "
     "unimat:0.5,template:0.3,random:0.2.",
 )
 @click.option(

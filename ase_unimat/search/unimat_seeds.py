@@ -8,9 +8,11 @@ raises :class:`~ase_unimat.search.seeds.NoSeedsForFormula`, so mixed runs fall b
 With ``start="template"`` (the ``unimat-template`` source), the reverse diffusion starts from
 prototype-substitution templates (:class:`~ase_unimat.search.template_seeds.TemplateSeedSource`)
 noised to a time ``strength`` in (0, 1], so the model rebuilds each template's details for the new
-chemistry. With ``m`` strength levels (default ``(0.3, 0.6)``), seed ``k`` starts from template seed
-``k // m`` at level ``k % m``: every template is first refined gently, then explored more freely. A
-composition with no template falls back to plain sampling. The seed's ``unimat_start`` records
+chemistry. Seed ``k`` starts from template seed ``k`` (candidate ``k mod n`` of the ``n`` ranked
+candidates, in cycle ``k // n``) at level ``strength[min(cycle, m - 1)]`` of the ``m`` levels
+(default ``(0.3, 0.5)``): the first pass over the candidates refines each one gently (it keeps the
+template's arrangement), later passes explore around them more freely instead of the template
+source's small random perturbations. A composition with no template falls back to plain sampling. The seed's ``unimat_start`` records
 which template (or noise) it started from.
 """
 
@@ -41,7 +43,7 @@ class UniMatSeedSource:
         ``"noise"`` (plain sampling) or ``"template"`` (denoise noised templates, see above).
     strength
         Noise level (diffusion time in (0, 1]) the templates are noised to when ``start="template"``;
-        a tuple of levels is cycled over the seeds (see the module docstring).
+        a tuple gives the level of each pass over the candidates (see the module docstring).
     template_reference, template_options
         The templates' reference (see ``TemplateSeedSource``; None: the bundled set) and options.
     """
@@ -53,7 +55,7 @@ class UniMatSeedSource:
     device: str = "auto"
     batch_size: int = 64
     start: str = "noise"
-    strength: float | tuple[float, ...] = (0.3, 0.6)
+    strength: float | tuple[float, ...] = (0.3, 0.5)
     template_reference: Any = None
     template_options: Mapping[str, Any] | None = None
     name: str = "unimat"
@@ -68,7 +70,7 @@ class UniMatSeedSource:
 
     @property
     def strengths(self) -> tuple[float, ...]:
-        """The strength levels cycled over the seeds."""
+        """The strength level of each pass over the template candidates (the last one repeats)."""
         levels = self.strength if isinstance(self.strength, (tuple, list)) else (self.strength,)
         return tuple(float(level) for level in levels)
 
@@ -130,7 +132,7 @@ class UniMatSeedSource:
             self._templates = TemplateSeedSource(reference=self.template_reference, **dict(self.template_options or {}))
         levels = self.strengths
         try:
-            templates = self._templates.make(counts, [k // len(levels) for k in indices], run_seed=run_seed)
+            templates = self._templates.make(counts, indices, run_seed=run_seed)
         except NoSeedsForFormula:
             return {k: (None, 1.0, "noise (no template)") for k in indices}
         plan = {}
@@ -138,5 +140,6 @@ class UniMatSeedSource:
             info = seed.atoms.info
             origin = (f"template {info.get('template_id', '?')} rank {info.get('template_rank')} "
                       f"cycle {info.get('template_cycle')}")  # fmt: skip
-            plan[k] = (seed.atoms, levels[k % len(levels)], origin)
+            cycle = int(info.get("template_cycle", 0))
+            plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin)
         return plan
