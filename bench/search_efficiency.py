@@ -80,7 +80,7 @@ class BenchConfig:
 
     per_bin: int = 4
     n_seeds: int = 10
-    sources: tuple[str, ...] = ("unimat", "random", "template", "mixed")
+    sources: tuple[str, ...] = ("unimat", "unimat-template", "random", "template", "mixed")
     selection_seed: int = 2024
     run_seed: int = 0
     workers: int = 2
