@@ -426,7 +426,8 @@ def stability_report(
     Returns
     -------
     dict
-        ``e_hull`` (per structure, NaN where the relaxation failed), ``frac_e_hull_le_0``,
+        ``e_hull`` (per structure, NaN where the relaxation failed or no hull could be built, with the
+        reason in ``e_hull_missing``), ``frac_e_hull_le_0``,
         ``frac_e_hull_le_0.1``, ``uniqueness``, ``novelty``, ``sun_rate``, quantiles, counts.
     """
     settings = settings or RelaxSettings()
@@ -443,21 +444,34 @@ def stability_report(
         relaxed = list(generated)
         energies = [_given_energy(a) for a in generated]
     elements = sorted({s for a in relaxed for s in a.get_chemical_symbols()})
-    chemsys_phases: dict[frozenset[str], list[PhaseEnergy]] = {}
+    chemsys_phases: dict[frozenset[str], list[PhaseEnergy] | str] = {}  # phases, or why there is no hull
     e_hull = np.full(len(relaxed), np.nan)
+    reasons = ["" for _ in relaxed]
     for i, (atoms, energy) in enumerate(zip(relaxed, energies, strict=True)):
         if not math.isfinite(energy):
+            reasons[i] = "relaxation failed"
             continue
         counts = _counts_of(atoms)
         chemsys = frozenset(counts)
         if chemsys not in chemsys_phases:
-            phases = competing_phases(hull_records, chemsys, per_formula=per_formula)
-            fallbacks = elemental_fallbacks(phases, chemsys)
-            say(f"{'-'.join(sorted(chemsys))}: {len(phases)} competing phases + {len(fallbacks)} ASE elements")
-            chemsys_phases[chemsys] = phase_energies([*phases, *fallbacks], calculator, settings, cache=cache,
-                                                     calculator_name=calculator_name,
-                                                     calculator_options=calculator_options, workers=workers)  # fmt: skip
-        e_hull[i] = energy_above_hull(counts, energy, chemsys_phases[chemsys])
+            try:
+                phases = competing_phases(hull_records, chemsys, per_formula=per_formula)
+                fallbacks = elemental_fallbacks(phases, chemsys)
+                say(f"{'-'.join(sorted(chemsys))}: {len(phases)} competing phases + {len(fallbacks)} ASE elements")
+                chemsys_phases[chemsys] = phase_energies([*phases, *fallbacks], calculator, settings, cache=cache,
+                                                         calculator_name=calculator_name,
+                                                         calculator_options=calculator_options, workers=workers)  # fmt: skip
+            except ValueError as err:  # an element with no reference phase: no hull for this system
+                chemsys_phases[chemsys] = f"no hull for {'-'.join(sorted(chemsys))}: {err}"
+                say(chemsys_phases[chemsys])
+        phases_or_reason = chemsys_phases[chemsys]
+        if isinstance(phases_or_reason, str):
+            reasons[i] = phases_or_reason
+            continue
+        try:
+            e_hull[i] = energy_above_hull(counts, energy, phases_or_reason)
+        except ValueError as err:  # e.g. an elemental phase whose relaxation failed
+            reasons[i] = f"no hull: {err}"
     ok = np.isfinite(e_hull)
     unique = unique_mask(relaxed)
     novel = novel_mask(relaxed, training_records)
@@ -468,6 +482,7 @@ def stability_report(
         "n_relaxed": int(ok.sum()),
         "elements": elements,
         "e_hull": e_hull.tolist(),
+        "e_hull_missing": {i: reason for i, reason in enumerate(reasons) if reason},
         "e_hull_quantiles": {q: float(np.quantile(finite, float(q))) for q in ("0.1", "0.25", "0.5", "0.75", "0.9")}
         if finite.size
         else {},

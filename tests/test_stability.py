@@ -173,6 +173,20 @@ def test_stability_report_on_emt_matches_direct_relaxations(tmp_path):
     assert report["frac_e_hull_le_0.1"] == pytest.approx(stable.mean())
 
 
+def test_stability_report_records_systems_without_a_hull_and_goes_on(tmp_path):
+    hull = [record("cu", fcc("Cu", 3.6)), record("au", fcc("Au", 4.08))]
+    cuf = bulk("CuF", "rocksalt", a=4.2)  # no F phase in the hull and none ASE can build
+    cuf.info["energy"] = -1.0
+    cuau = AseAtomsAdaptor.get_atoms(cuau_l10())
+    cuau.info["energy"] = relax(cuau, EMT(), SETTINGS).energy
+    report = stability.stability_report(
+        [cuf, cuau], calculator=EMT(), calculator_name="emt", cache=EnergyCache(tmp_path / "hull.json"),
+        hull_records=hull, training_records=[], settings=SETTINGS, relax_generated=False,
+    )  # fmt: skip
+    assert math.isnan(report["e_hull"][0]) and math.isfinite(report["e_hull"][1])
+    assert list(report["e_hull_missing"]) == [0] and "no hull for Cu-F" in report["e_hull_missing"][0]
+
+
 def test_stability_report_with_chgnet_on_silicon(tmp_path):
     pytest.importorskip("chgnet")
     diamond = bulk("Si", "diamond", a=5.43)
