@@ -81,7 +81,7 @@ def main() -> None:
 @click.option(
     "--seeds",
     type=str,
-    default="unimat",
+    default="unimat-template",
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
     "prototype templates), random, template, mixed:F (F unimat, rest random) or weights like "

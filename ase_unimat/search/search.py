@@ -76,8 +76,9 @@ class Search:
     calculator_options
         Keyword options of a named calculator or factory.
     seeds
-        Seed spec: ``"unimat"``, ``"random"``, ``"template"``, ``"mixed:0.7"`` or
-        ``"unimat:0.5,template:0.3,random:0.2"``; or any ``SeedSource`` object.
+        Seed spec: ``"unimat-template"`` (default: UniMat denoising noised prototype templates,
+        plain UniMat sampling where no template fits), ``"unimat"``, ``"random"``, ``"template"``,
+        ``"mixed:0.7"`` or ``"unimat:0.5,template:0.3,random:0.2"``; or any ``SeedSource`` object.
     n
         Number of seeds (indices ``0 .. n-1``).
     formula_units
@@ -109,7 +110,7 @@ class Search:
         *,
         calculator: Any,
         calculator_options: Mapping[str, Any] | None = None,
-        seeds: Any = "unimat",
+        seeds: Any = "unimat-template",
         n: int = 10,
         formula_units: int | Sequence[int] | str | None = None,
         pressure: float = 0.0,
