@@ -143,6 +143,19 @@ def test_low_strength_start_keeps_the_starting_structure(atom_model, name):
     assert not torch.allclose(far, plain)  # strength 1 from a start still draws its own noise order
 
 
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_dense_network_samples_from_a_start(dense_model, name):
+    from ase.build import bulk
+
+    from ase_unimat.representation import encode
+
+    coords0, lattice0 = encode(bulk("NaCl", "rocksalt", a=5.64), n_slots=dense_model.n_slots)
+    begin = (torch.as_tensor(coords0)[None], torch.as_tensor(lattice0, dtype=torch.float32)[None])
+    coords, lattice = get_sampler(name)(dense_model, _compositions("NaCl"), seeds=[1], steps=10, start=begin,
+                                        strength=0.3, guidance=1.5)  # fmt: skip
+    assert to_atoms(coords, lattice)[0].get_chemical_formula() == "ClNa"
+
+
 def test_start_is_checked(atom_model):
     from ase.build import bulk
 
