@@ -19,7 +19,7 @@ Examples:
   unimat-airss --formula Mg2SiO4 --formula-units 1-2 -n 50 --calc chgnet --workers 2
   unimat-airss --formula SiO2 -n 20 --seeds mixed:0.7 --calc chgnet --pressure 10 --out sio2_10GPa
   unimat-airss --formula NaCl -n 30 --seeds unimat:0.5,template:0.3,random:0.2 --calc chgnet --plot
-  unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --calc chgnet
+  unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --strength 0.2,0.5 --calc chgnet
   unimat-airss --cell Al2O3.cell -n 40 --seeds random --calc emt --out al2o3
   unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calc espresso --time-limit 600
   unimat-airss --formula CuAu -n 100 --seeds random --calc emt --scheduler tcp://10.0.0.5:8786
@@ -145,6 +145,13 @@ def main() -> None:
     default=None,
     help="Reference structures (HDF5 or CIF folder) for template seeds  [default: bundled].",
 )
+@click.option(
+    "--strength",
+    type=str,
+    default=None,
+    help="Noise level(s) in (0, 1] for unimat-template seeds: one value, or a comma list, one per pass "
+    "over the ranked templates  [default: 0.3,0.5].",
+)
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write an ASE database.")
 @click.option("--plot", is_flag=True, help="Draw the report PNGs into OUT/report.")
 @click.option("--quiet", is_flag=True, help="Print only the final table.")
@@ -189,6 +196,7 @@ def run_command(**options: Any) -> None:
             run_seed=options["run_seed"],
             model=options["model"],
             template_reference=options["templates"],
+            unimat_strength=_parse_strength(options["strength"]),
             db=options["db"],
             plot=options["plot"],
         )
@@ -253,6 +261,16 @@ def _dask_executor(address: str) -> tuple[Any, Any]:
     except OSError as err:
         raise OSError(f"cannot reach Dask scheduler {address}: {err}") from None
     return client, client.get_executor()
+
+
+def _parse_strength(text: str | None) -> tuple[float, ...] | None:
+    """``--strength 0.3,0.5`` as numbers (range checks happen in ``Search``)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise click.ClickException(f"--strength must be numbers in (0, 1] separated by commas, got {text!r}") from None
 
 
 def _one_line(err: BaseException) -> str:

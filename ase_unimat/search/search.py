@@ -62,6 +62,20 @@ def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> i
     return int(seed_rng(run_seed, "formula-units", index).integers(low, high + 1))
 
 
+def _strengths(value: float | Sequence[float] | None) -> tuple[float, ...] | None:
+    """``unimat_strength`` as a tuple of levels in (0, 1] (None stays None)."""
+    if value is None:
+        return None
+    levels = (value,) if isinstance(value, (int, float)) else tuple(value)
+    try:
+        levels = tuple(float(level) for level in levels)
+    except (TypeError, ValueError):
+        raise SearchError(f"unimat strength must be numbers in (0, 1], got {value!r}") from None
+    if not levels or not all(0.0 < level <= 1.0 for level in levels):
+        raise SearchError(f"unimat strength must be numbers in (0, 1], got {value!r}")
+    return levels
+
+
 class Search:
     """An AIRSS-style search: make seeds, relax each with a calculator, unite duplicates and rank.
 
@@ -98,6 +112,9 @@ class Search:
         The seed of the whole run.
     model, template_reference
         UniMat model (path or object) and template reference set for those seed sources.
+    unimat_strength
+        Noise level(s) in (0, 1] of ``unimat-template`` seeds: one value, or one per pass over the
+        ranked templates (None: the source's default, 0.3 then 0.5).
     db
         Also write the unique structures to this ASE database after :meth:`run`.
     plot
@@ -124,6 +141,7 @@ class Search:
         run_seed: int = 0,
         model: Any = None,
         template_reference: Any = None,
+        unimat_strength: float | Sequence[float] | None = None,
         db: str | Path | None = None,
         plot: bool = False,
     ) -> None:
@@ -160,6 +178,7 @@ class Search:
         self.seed_spec = seeds
         self.model = model
         self.template_reference = template_reference
+        self.unimat_strength = _strengths(unimat_strength)
         self.source = self._seed_source()
         self.results: list[RelaxResult] = []  # relaxations finished by this object (not earlier runs)
         self.last_result: RelaxResult | None = None
@@ -298,9 +317,11 @@ class Search:
             return self.seed_spec
         from ase_unimat.search.seeds import make_seed_sources
 
+        options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
         return make_seed_sources(
-            self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec()
-        )
+            self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec(),
+            unimat_options=options,
+        )  # fmt: skip
 
     def _cell_spec(self) -> Any:
         if self.cell_file is None:
@@ -330,6 +351,7 @@ class Search:
             "model": None if self.model is None else str(self.model),
             "template_reference": None if self.template_reference is None else str(self.template_reference),
             "n": self.n,
+            **({} if self.unimat_strength is None else {"unimat_strength": list(self.unimat_strength)}),
         }
 
     def _open_store(self) -> RunStore | None:

@@ -138,6 +138,8 @@ def test_incompatible_rerun_is_refused(tmp_path):
         ({"formula": "CuAu", "n": -1}, SearchError, "n must be"),
         ({"formula": "CuAu", "workers": 0}, SearchError, "workers"),
         ({"formula": "missing.cell"}, SearchError, "not found"),
+        ({"formula": "CuAu", "unimat_strength": 0.0}, SearchError, "unimat strength"),
+        ({"formula": "CuAu", "unimat_strength": ["a"]}, SearchError, "unimat strength"),
     ],
 )
 def test_bad_options_raise_clear_errors(kwargs, error, message):
@@ -234,3 +236,10 @@ def test_kill_minus_nine_then_rerun_loses_and_repeats_nothing(tmp_path):
         if record["status"] == "ok":
             atoms = read(out / "res" / f"{record['id']}.res")
             assert atoms.get_potential_energy() == pytest.approx(record["enthalpy"], abs=1e-5)
+
+
+def test_unimat_strength_reaches_the_seed_source_and_the_manifest():
+    search = Search("CuAu", **{**FAST, "seeds": "unimat-template"}, unimat_strength=[0.2, 0.4])
+    assert search.source.sources["unimat-template"].strengths == (0.2, 0.4)
+    assert search.manifest()["unimat_strength"] == [0.2, 0.4]
+    assert "unimat_strength" not in Search("CuAu", **FAST).manifest()  # old run folders still resume
