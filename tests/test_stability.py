@@ -6,13 +6,16 @@ import math
 
 import numpy as np
 import pytest
+import spglib
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones
+from ase.data import chemical_symbols, covalent_radii
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from ase_unimat import stability
-from ase_unimat.search.relax import RelaxSettings, relax
+from ase_unimat.search.relax import RelaxSettings, relax, shortest_distance
 from ase_unimat.stability import EnergyCache, PhaseEnergy, ReferenceRecord
 
 SETTINGS = RelaxSettings(fmax=0.05, max_steps=200)
@@ -75,8 +78,74 @@ def test_competing_phases_keeps_chemsys_and_lowest_polymorphs():
     assert ids == {"cu", "au", "l10"}  # Ag is outside; B2 is the higher CuAu polymorph
     ids = {r.material_id for r in stability.competing_phases(records, ["Cu", "Au"], per_formula=None)}
     assert ids == {"cu", "au", "l10", "b2"}
-    fallbacks = stability.elemental_fallbacks(records[2:4], ["Cu", "Au"])
+    fallbacks = stability.elemental_fallbacks(records[2:4], ["Cu", "Au"], sources=())  # () : without the data
     assert [name for name, _ in fallbacks] == ["ase-bulk-Au", "ase-bulk-Cu"]
+
+
+# --------------------------------------------------------------------------- elemental references
+
+
+@pytest.mark.parametrize("z", range(1, 95))
+def test_every_element_1_to_94_has_a_fallback_reference(z):
+    symbol = chemical_symbols[z]
+    name, atoms = stability.elemental_fallback(symbol)
+    assert set(atoms.get_chemical_symbols()) == {symbol} and atoms.pbc.all()
+    assert name.startswith(("ase-bulk-", "ase-crystal-", "ase-molecule-")) and symbol in name
+    nearest = shortest_distance(atoms)
+    if symbol in ("He", "Ne", "Ar", "Kr", "Xe", "Rn"):  # van der Waals solids
+        assert 2.5 < nearest < 5.0
+    else:
+        assert 0.6 < nearest / (2 * covalent_radii[z]) < 1.6
+    if symbol in stability.DIATOMIC:
+        assert name == f"ase-molecule-{symbol}2" and atoms.info["fixed_cell"] and len(atoms) == 2
+        assert np.allclose(atoms.cell.array, np.eye(3) * stability.BOX_EDGE)
+        assert atoms.get_distance(0, 1) == pytest.approx(nearest)
+    else:
+        assert 5.0 < atoms.get_volume() / len(atoms) < 150.0 and not atoms.info.get("fixed_cell")
+
+
+def test_fallback_ids_name_approximations_and_beyond_pu_raises():
+    assert stability.elemental_fallback("Cu")[0] == "ase-bulk-Cu"
+    assert stability.elemental_fallback("U")[0] == "ase-crystal-U"  # ASE's U has no basis: 83 Å^3/atom
+    assert stability.elemental_fallback("S")[0] == "ase-crystal-S-approx"
+    for bad in ("Am", "Xx", ""):
+        with pytest.raises(ValueError, match="only elements 1-94"):
+            stability.elemental_fallback(bad)
+
+
+@pytest.mark.parametrize("symbol", sorted(s for s, c in stability.ELEMENT_CRYSTALS.items() if not c.approximate))
+def test_measured_crystals_have_their_space_group(symbol):
+    _, atoms = stability.elemental_fallback(symbol)
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    assert spglib.get_symmetry_dataset(cell, symprec=1e-3).number == stability.ELEMENT_CRYSTALS[symbol].spacegroup
+
+
+def test_elemental_fallbacks_trust_rule_without_data():
+    cu_sure, cu_high, cu_unknown = (record(i, fcc("Cu", 3.6), e) for i, e in (("a", 0.0), ("b", 0.5), ("c", math.nan)))
+    assert stability.elemental_fallbacks([cu_sure], ["Cu"], sources=()) == []
+    for untrusted in (cu_high, cu_unknown):  # a high or unknown polymorph keeps the fallback beside it
+        assert [n for n, _ in stability.elemental_fallbacks([untrusted], ["Cu"], sources=())] == ["ase-bulk-Cu"]
+    assert [n for n, _ in stability.elemental_fallbacks([cu_high, cu_sure], ["Cu"], sources=())] == []
+
+
+def test_elemental_fallbacks_prefer_the_data_at_any_size(shared_data):
+    data = stability.elemental_records(shared_data)
+    untrusted = sorted(s for s, r in data.items() if not r.e_above_hull <= stability.ELEMENTAL_TRUST)
+    trusted = sorted(s for s, r in data.items() if r.e_above_hull <= stability.ELEMENTAL_TRUST)
+    large = sorted(s for s, r in data.items() if r.natoms > 20)
+    assert trusted and untrusted and large  # e.g. O (MP e_hull 0.002), B (lemat: unknown), B (50 atoms)
+    absent = [s for s in ("N", "F", "Mn", "S") if s not in data]
+    assert absent
+    elements = [trusted[0], untrusted[0], large[0], absent[0]]
+    names = [n for n, _ in stability.elemental_fallbacks([], elements, data_dir=shared_data)]
+    assert data[trusted[0]].material_id in names and stability.elemental_fallback(trusted[0])[0] not in names
+    assert data[untrusted[0]].material_id in names and stability.elemental_fallback(untrusted[0])[0] in names
+    assert data[large[0]].material_id in names  # no 20-atom limit for elements
+    assert stability.elemental_fallback(absent[0])[0] in names
+    # A trusted elemental record among the hull records wins over the data: nothing is added.
+    assert stability.elemental_fallbacks([record("mine", fcc("Cu", 3.6))], ["Cu"], data_dir=shared_data) == []
+    with_records = stability.load_reference_records(shared_data, sources=stability.HULL_SOURCES, max_atoms=20)
+    assert all(r.natoms <= 20 for r in with_records) and any(r.natoms > 20 for r in data.values())
 
 
 # --------------------------------------------------------------------------------------- the hull
@@ -173,18 +242,50 @@ def test_stability_report_on_emt_matches_direct_relaxations(tmp_path):
     assert report["frac_e_hull_le_0.1"] == pytest.approx(stable.mean())
 
 
+def lennard_jones() -> LennardJones:
+    """A calculator for any element (EMT has no F): pair minimum -0.5 eV at 2^(1/6) * 2 Å."""
+    return LennardJones(sigma=2.0, epsilon=0.5, rc=6.0)
+
+
+def test_relax_fixed_cell_keeps_the_box_and_finds_the_bond_minimum():
+    name, f2 = stability.elemental_fallback("F")
+    f2.positions[1] += [0.0, 0.0, 0.4]  # stretched
+    phase = stability.relax_fixed_cell(name, f2, lennard_jones(), RelaxSettings(fmax=0.005))
+    shift = 4 * 0.5 * ((2.0 / 6.0) ** 12 - (2.0 / 6.0) ** 6)  # ASE's LJ is zero at rc
+    assert phase.status == "ok" and phase.counts == {"F": 2} and phase.steps > 0
+    assert phase.energy == pytest.approx(-0.5 - shift, abs=1e-5)
+    failed = stability.relax_fixed_cell(name, f2, EMT(), SETTINGS)  # EMT has no parameters for F
+    assert failed.status == "failed" and math.isnan(failed.energy)
+
+
+def test_stability_report_gives_cu_f_a_hull_with_the_f2_fallback(tmp_path):
+    hull = [record("cu", fcc("Cu", 3.6))]
+    cuf = bulk("CuF", "rocksalt", a=4.2)  # no F phase in the hull records; ASE's bulk has none either
+    cuf.info["energy"] = -1.0
+    report = stability.stability_report(
+        [cuf], calculator=lennard_jones(), calculator_name="lj", cache=EnergyCache(tmp_path / "hull.json"),
+        hull_records=hull, training_records=[], settings=SETTINGS, relax_generated=False, elemental_sources=(),
+    )  # fmt: skip
+    e_cu = relax(bulk("Cu", "fcc", a=3.6), lennard_jones(), SETTINGS).energy
+    e_f2 = stability.relax_fixed_cell("f2", stability.elemental_fallback("F")[1], lennard_jones(), SETTINGS).energy
+    assert report["e_hull_missing"] == {}
+    assert report["e_hull"][0] == pytest.approx((-1.0 - e_cu - e_f2 / 2) / 2, abs=1e-6)
+    assert report["elemental_references"] == {"Cu": "cu", "F": "ase-molecule-F2"}
+
+
 def test_stability_report_records_systems_without_a_hull_and_goes_on(tmp_path):
     hull = [record("cu", fcc("Cu", 3.6)), record("au", fcc("Au", 4.08))]
-    cuf = bulk("CuF", "rocksalt", a=4.2)  # no F phase in the hull and none ASE can build
+    cuf = bulk("CuF", "rocksalt", a=4.2)  # EMT cannot relax the F2 fallback: no elemental phase for F
     cuf.info["energy"] = -1.0
     cuau = AseAtomsAdaptor.get_atoms(cuau_l10())
     cuau.info["energy"] = relax(cuau, EMT(), SETTINGS).energy
     report = stability.stability_report(
         [cuf, cuau], calculator=EMT(), calculator_name="emt", cache=EnergyCache(tmp_path / "hull.json"),
-        hull_records=hull, training_records=[], settings=SETTINGS, relax_generated=False,
+        hull_records=hull, training_records=[], settings=SETTINGS, relax_generated=False, elemental_sources=(),
     )  # fmt: skip
     assert math.isnan(report["e_hull"][0]) and math.isfinite(report["e_hull"][1])
-    assert list(report["e_hull_missing"]) == [0] and "no hull for Cu-F" in report["e_hull_missing"][0]
+    assert list(report["e_hull_missing"]) == [0] and "no elemental phase for F" in report["e_hull_missing"][0]
+    assert report["elemental_references"] == {"Au": "au", "Cu": "cu"}
 
 
 def test_stability_report_with_chgnet_on_silicon(tmp_path):
@@ -200,3 +301,12 @@ def test_stability_report_with_chgnet_on_silicon(tmp_path):
     assert abs(e_diamond) < 2e-3  # the hull's own structure, relaxed the same way
     assert e_sc > 0.1  # simple-cubic Si lies well above diamond
     assert report["novelty"] == 0.5 and report["sun_rate"] == 0.0
+
+
+def test_chgnet_relaxes_the_u_crystal_and_the_n2_box(tmp_path):
+    pytest.importorskip("chgnet")
+    phases = [stability.elemental_fallback("U"), stability.elemental_fallback("N")]
+    cache = EnergyCache(tmp_path / "hull.json")
+    u, n2 = stability.phase_energies(phases, "chgnet", SETTINGS, cache=cache, calculator_options={"threads": 1})
+    assert u.status == n2.status == "ok" and u.counts == {"U": 2} and n2.counts == {"N": 2}
+    assert -13.0 < u.energy / 2 < -10.0 and -9.0 < n2.energy / 2 < -7.5  # MP-like eV/atom (PBE: U -11.3, N -8.3)
