@@ -73,7 +73,7 @@ TRAINING_SOURCES = ("mp_20/train", "mp_20/val", *EXTRA_MP)
 
 #: DFT e_above_hull (eV/atom) up to which an elemental polymorph of the data is trusted as the reference.
 ELEMENTAL_TRUST = 0.1
-#: Edge (Å) of the cubic box that holds a gas-phase reference (a molecule or an atom), relaxed at fixed cell.
+#: Edge (Å) of the cubic box that holds a diatomic reference molecule, relaxed at fixed cell.
 BOX_EDGE = 10.0
 #: Elements whose reference is the diatomic molecule in a box.
 DIATOMIC = ("H", "N", "O", "F", "Cl", "Br", "I")
