@@ -20,10 +20,10 @@ Protocol (issue 7, with the instruments of ``ase_unimat.metrics`` and ``ase_unim
    each) and placed on a hull of competing phases from the shared data (mp_20 train + extra MP,
    lowest-DFT-energy polymorph per formula) relaxed the same way -- only the chemical systems of the
    subset (that is how ``stability`` builds hulls), cached in ``bench/.cache/model_quality/``.
-   ``stability`` has no elemental reference for B, F, I, Mn, N, Pa, Pm, S, Se (none in the data,
-   and ASE's ``bulk`` cannot build them), so samples containing them cannot be placed on a hull:
-   the subset is drawn from the samples whose hull is defined, and the result says how many were
-   left out. Uniqueness within the subset; novelty against the model's training set
+   Elemental references come from the data at any size, else from ``stability``'s fallbacks
+   (boxed diatomic molecules, measured or approximate crystals), which exist for elements 1-94; a
+   sample with an element that still has none would be passed over, and the result says how many
+   were. Uniqueness within the subset; novelty against the model's training set
    (``models/<model>/reference.h5``); S.U.N. = stable (E_hull <= 0.1 eV/atom), unique and novel.
 
 ``--quick``: 40 test structures (all 40 sampled k times), coverage against those 40 only, 8
@@ -428,7 +428,7 @@ def stability_scores(
             "elemental_phase_failed_to_relax": failed_elements,
         },
         "candidates": len(samples),
-        "hull": {"sources": "mp_20/train + extra_mp (stability.HULL_SOURCES), <= 20 atoms",
+        "hull": {"sources": "mp_20/train + extra_mp (stability.HULL_SOURCES), <= 20 atoms; elements at any size or fallbacks",
                  "per_formula": 1, "max_dft_e_above_hull": limit, "chemical_systems": len(systems),
                  "phases_relaxed": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
         "relax": {"calculator": settings.calculator, "calculator_options": options, "workers": settings.workers,

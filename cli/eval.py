@@ -145,6 +145,7 @@ def _stability(structures: list[Any], calculator: str, workers: int, data_dir: P
         training_records=load_reference_records(data_dir, sources=TRAINING_SOURCES),
         settings=RelaxSettings(),
         workers=workers,
+        data_dir=data_dir,
         progress=click.echo,
     )
 

@@ -142,10 +142,11 @@ def test_wrong_prediction_does_not_match(mq):
     assert csp["match_rate_at_1"] == 0.0 and math.isnan(csp["rmse_at_1"])
 
 
-def test_unreferenced_elements_have_no_data_phase_and_no_ase_bulk(mq):
+def test_every_element_has_an_elemental_reference_now(mq):
     records = hull_records()
     assert mq.unreferenced_elements(["Cu", "Au"], records) == []
-    assert mq.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == ["F", "S"]  # Ag: ASE's fcc bulk
+    # F: a boxed F2 molecule, S: a chain crystal, Ag: ASE's fcc bulk (stability.elemental_fallback)
+    assert mq.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == []
 
 
 def test_stability_puts_known_phases_on_the_hull_and_replaces_failed_systems(mq, tmp_path):
