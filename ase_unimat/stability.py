@@ -85,9 +85,17 @@ _COUNT = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
 
 
 def default_data_dir() -> Path:
-    """``$UNIMAT_SHARED_DATA`` or ``../shared/data`` beside the repository checkout."""
+    """``$UNIMAT_SHARED_DATA``, else the first ``shared/data`` found beside the repository checkout
+    (source tree) or beside/inside the working directory (installed package run from a checkout)."""
     env = os.environ.get("UNIMAT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if env:
+        return Path(env)
+    candidates = [
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+        Path.cwd() / "shared" / "data",
+    ]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
 
 
 # ------------------------------------------------------------------------------------ reference data

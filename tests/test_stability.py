@@ -310,3 +310,13 @@ def test_chgnet_relaxes_the_u_crystal_and_the_n2_box(tmp_path):
     u, n2 = stability.phase_energies(phases, "chgnet", SETTINGS, cache=cache, calculator_options={"threads": 1})
     assert u.status == n2.status == "ok" and u.counts == {"U": 2} and n2.counts == {"N": 2}
     assert -13.0 < u.energy / 2 < -10.0 and -9.0 < n2.energy / 2 < -7.5  # MP-like eV/atom (PBE: U -11.3, N -8.3)
+
+
+def test_default_data_dir_prefers_the_environment_then_an_existing_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIMAT_SHARED_DATA", str(tmp_path / "elsewhere"))
+    assert stability.default_data_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("UNIMAT_SHARED_DATA")
+    (tmp_path / "run" / "shared" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "run")
+    found = stability.default_data_dir()
+    assert found.is_dir() and found.parts[-2:] == ("shared", "data")
