@@ -374,11 +374,14 @@ def elemental_fallbacks(
     For each element without a trusted elemental polymorph in ``records``: its best polymorph in
     the data (any size, :func:`elemental_records`, keyed by ``material_id``) unless ``records``
     already hold it, and, when that is not trusted either, :func:`elemental_fallback`. ``sources=()``
-    skips the data. ``trust`` is :data:`ELEMENTAL_TRUST` (eV/atom above the DFT hull).
+    skips the data, and so does a missing default data folder (``data_dir=None``: the caller gave the
+    hull records, so the data is an extra); a missing ``data_dir`` given explicitly is an error.
+    ``trust`` is :data:`ELEMENTAL_TRUST` (eV/atom above the DFT hull).
     """
     given = _best_per_element(records)
     wanted = [symbol for symbol in sorted(set(elements)) if not _trusted(given.get(symbol), trust)]
-    data = elemental_records(data_dir, wanted, sources=sources) if wanted and sources else {}
+    use_data = bool(wanted and sources) and (data_dir is not None or default_data_dir().is_dir())
+    data = elemental_records(data_dir, wanted, sources=sources) if use_data else {}
     out = []
     for symbol in wanted:
         record = data.get(symbol)

@@ -320,3 +320,10 @@ def test_default_data_dir_prefers_the_environment_then_an_existing_folder(tmp_pa
     monkeypatch.chdir(tmp_path / "run")
     found = stability.default_data_dir()
     assert found.is_dir() and found.parts[-2:] == ("shared", "data")
+
+
+def test_elemental_fallbacks_without_the_default_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIMAT_SHARED_DATA", str(tmp_path / "absent"))
+    assert [name for name, _ in stability.elemental_fallbacks([], ["F"])] == ["ase-molecule-F2"]
+    with pytest.raises(FileNotFoundError):
+        stability.elemental_fallbacks([], ["F"], data_dir=tmp_path / "absent")
