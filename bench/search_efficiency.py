@@ -148,6 +148,14 @@ def held_out_targets(config: BenchConfig) -> list[Target]:
     return targets
 
 
+def default_overlap(config: BenchConfig, targets: Sequence[Target]) -> list[str]:
+    """Material ids of ``targets`` that the default run also searches (none when ``config`` draws them alike)."""
+    if config.selection_seed == DEFAULT.selection_seed:
+        return []
+    default_ids = {t.material_id for t in held_out_targets(replace(DEFAULT, data_dir=config.data_dir))}
+    return sorted(t.material_id for t in targets if t.material_id in default_ids)
+
+
 # ------------------------------------------------------------------------------------------- seeds
 
 
@@ -556,6 +564,9 @@ def run_search_efficiency(
     start = time.perf_counter()
     targets = held_out_targets(config)
     say(f"{len(targets)} targets: " + ", ".join(f"{t.formula} ({t.natoms})" for t in targets))
+    overlap = default_overlap(config, targets)
+    if overlap:
+        say(f"note: {len(overlap)} of these targets are also default-run targets: {', '.join(overlap)}")
     sources, notes = build_sources(config, targets, say)
     if not sources:
         raise RuntimeError(f"no seed source available: {notes}")
@@ -610,6 +621,7 @@ def run_search_efficiency(
             "relaxed": relaxations.relaxed,
             "cache_dir": None if cache is None else str(cache.root),
         },
+        "overlap_with_default_targets": overlap,
         "targets": [
             {
                 "material_id": t.material_id,
@@ -652,6 +664,7 @@ Examples:
   python -m bench.search_efficiency --sources unimat-template --stem search_efficiency_unimat_template
   python -m bench.search_efficiency --sources unimat,random --model models/unimat-mp20 --per-bin 2 --n-seeds 20
   python -m bench.search_efficiency --bins 7-12,13-20 --no-cache --out /tmp/se_fresh
+  python -m bench.search_efficiency --selection-seed 2 --sources unimat-template,template,random --stem tuning
 """
 
 
@@ -735,9 +748,17 @@ def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started:
     help="Output file name without extension [default: search_efficiency, search_efficiency_quick with "
     "--quick]; name a variant to keep the default results.",
 )
+@click.option(
+    "--selection-seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"Seed of the target draw [default: {DEFAULT.selection_seed}]; another seed gives other held-out "
+    "targets, e.g. a tuning set kept apart from the default run's (overlaps are reported).",
+)
 @click.option("--no-cache", is_flag=True, help=f"Relax everything again; neither read nor write {DEFAULT_CACHE_DIR}.")
 def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_seeds: int | None, model: str | None,
-         bins: tuple[str, ...] | None, out: Path, stem: str | None, no_cache: bool) -> None:  # fmt: skip
+         bins: tuple[str, ...] | None, out: Path, stem: str | None, selection_seed: int | None,
+         no_cache: bool) -> None:  # fmt: skip
     """Relaxations needed to find held-out mp_20 ground states, per seed source (CHGNet, 2 workers).
 
     Finished relaxations are cached (bench/.cache/search_efficiency), so a killed run resumes and a
@@ -754,7 +775,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
         except FileNotFoundError as err:
             raise click.ClickException(str(err)) from None
     overrides = {"sources": sources, "per_bin": per_bin, "n_seeds": n_seeds, "model": model, "bins": bins,
-                 "cache_dir": "" if no_cache else None}  # fmt: skip
+                 "selection_seed": selection_seed, "cache_dir": "" if no_cache else None}  # fmt: skip
     config = replace(QUICK if quick else DEFAULT, **{k: v for k, v in overrides.items() if v is not None})
     stem = stem or default_stem(quick)
     started = dt.datetime.now(dt.UTC)

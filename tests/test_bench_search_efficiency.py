@@ -192,6 +192,7 @@ def test_cli_builds_the_config_and_writes_json(se, monkeypatch, tmp_path):
     config = seen["config"]
     assert config.sources == ("unimat-template", "random") and config.bins == ("7-12", "13-20")
     assert (config.n_seeds, config.per_bin, config.cache_dir, config.model) == (2, 3, "", None)
+    assert config.selection_seed == se.DEFAULT.selection_seed
     assert seen["quick"] is True and seen["stem"] == "variant" and seen["out_dir"] == tmp_path
     record = json.loads((tmp_path / "variant.json").read_text())
     assert record["benchmark"] == "search_efficiency" and record["quick"] is True
@@ -202,6 +203,21 @@ def test_cli_builds_the_config_and_writes_json(se, monkeypatch, tmp_path):
     assert seen["config"] == se.DEFAULT and seen["stem"] == "search_efficiency"
     assert (tmp_path / "search_efficiency.json").is_file()
 
+    tuning = CliRunner().invoke(se.main, ["--selection-seed", "2", "--out", str(tmp_path), "--stem", "tuning"])
+    assert tuning.exit_code == 0, tuning.output
+    assert seen["config"] == replace(se.DEFAULT, selection_seed=2)
+
+
+def test_default_overlap_names_targets_of_the_default_draw(se, monkeypatch):
+    def draw(config):
+        ids = {2024: ["mp-1", "mp-2"], 2: ["mp-2", "mp-3"]}[config.selection_seed]
+        return [se.Target(i, "X", {"X": 1}, "1-6", "") for i in ids]
+
+    monkeypatch.setattr(se, "held_out_targets", draw)
+    tuning = replace(se.DEFAULT, selection_seed=2)
+    assert se.default_overlap(tuning, draw(tuning)) == ["mp-2"]
+    assert se.default_overlap(se.DEFAULT, draw(se.DEFAULT)) == []  # the default run itself: nothing to report
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -209,6 +225,7 @@ def test_cli_builds_the_config_and_writes_json(se, monkeypatch, tmp_path):
         (["--sources", "unimat,diffusion"], "choose one or more of unimat, unimat-template"),
         (["--bins", "1-20"], "choose one or more of 1-6, 7-12, 13-20"),
         (["--n-seeds", "0"], "0 is not in the range x>=1"),
+        (["--selection-seed", "-1"], "-1 is not in the range x>=0"),
         (["--stem", "../x"], "--stem '../x' must be a plain file name"),
         (["--model", "/nonexistent/model.pt"], "model '/nonexistent/model.pt' not found"),
     ],

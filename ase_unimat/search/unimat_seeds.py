@@ -46,6 +46,12 @@ class UniMatSeedSource:
         a tuple gives the level of each pass over the candidates (see the module docstring).
     template_reference, template_options
         The templates' reference (see ``TemplateSeedSource``; None: the bundled set) and options.
+    first_pass
+        What the first pass over the templates yields with ``start="template"``: ``"denoise"`` the
+        denoised structure itself, ``"volume"`` the template's own arrangement and cell shape
+        (symmetry intact) scaled to the volume of its denoised version. Later passes always denoise.
+    template_min_atoms
+        Cells with fewer atoms are sampled from noise even with ``start="template"``.
     """
 
     model: Any = None
@@ -58,6 +64,8 @@ class UniMatSeedSource:
     strength: float | tuple[float, ...] = (0.3, 0.5)
     template_reference: Any = None
     template_options: Mapping[str, Any] | None = None
+    first_pass: str = "denoise"
+    template_min_atoms: int = 1
     name: str = "unimat"
     _net: Any = field(default=None, init=False, repr=False)
     _templates: Any = field(default=None, init=False, repr=False)
@@ -65,6 +73,8 @@ class UniMatSeedSource:
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
             raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose 'noise' or 'template'")
+        if self.first_pass not in ("denoise", "volume"):
+            raise SeedSourceError(f"unknown first pass {self.first_pass!r}; choose 'denoise' or 'volume'")
         if not self.strengths or not all(0.0 < level <= 1.0 for level in self.strengths):
             raise SeedSourceError(f"UniMat start strength must be in (0, 1], got {self.strength}")
 
@@ -87,9 +97,9 @@ class UniMatSeedSource:
         indices = [int(k) for k in indices]
         if not indices:
             return []
-        plan = self._plan(counts, indices, run_seed)  # k -> (start atoms or None, strength, origin)
+        plan = self._plan(counts, indices, run_seed)  # k -> (start atoms or None, strength, origin, cycle)
         structures: dict[int, Any] = {}
-        for strength in sorted({level for _, level, _ in plan.values()}):
+        for strength in sorted({level for _, level, _, _ in plan.values()}):
             group = [k for k in indices if plan[k][1] == strength]
             starts = [plan[k][0] for k in group]
             for k, atoms in zip(group, self._generate(counts, group, run_seed, starts, strength), strict=True):
@@ -97,6 +107,8 @@ class UniMatSeedSource:
         seeds = []
         for k in indices:
             atoms = structures[k]
+            if self.first_pass == "volume" and plan[k][3] == 0:
+                atoms = _rescaled(plan[k][0], atoms)
             built = {s: atoms.get_chemical_symbols().count(s) for s in counts}
             if built != dict(counts) or len(atoms) != sum(counts.values()):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
@@ -125,7 +137,9 @@ class UniMatSeedSource:
     def _plan(self, counts: Mapping[str, int], indices: Sequence[int], run_seed: int) -> dict[int, tuple]:
         """Per index: the starting structure (None: noise), its strength and where it started."""
         if self.start == "noise":
-            return {k: (None, 1.0, "noise") for k in indices}
+            return {k: (None, 1.0, "noise", None) for k in indices}
+        if sum(int(n) for n in counts.values()) < self.template_min_atoms:
+            return {k: (None, 1.0, "noise (small cell)", None) for k in indices}
         from ase_unimat.search.template_seeds import TemplateSeedSource
 
         if self._templates is None:
@@ -134,12 +148,20 @@ class UniMatSeedSource:
         try:
             templates = self._templates.make(counts, indices, run_seed=run_seed)
         except NoSeedsForFormula:
-            return {k: (None, 1.0, "noise (no template)") for k in indices}
+            return {k: (None, 1.0, "noise (no template)", None) for k in indices}
         plan = {}
         for k, seed in zip(indices, templates, strict=True):
             info = seed.atoms.info
             origin = (f"template {info.get('template_id', '?')} rank {info.get('template_rank')} "
                       f"cycle {info.get('template_cycle')}")  # fmt: skip
             cycle = int(info.get("template_cycle", 0))
-            plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin)
+            plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin, cycle)
         return plan
+
+
+def _rescaled(template, denoised):
+    """``template`` scaled isotropically to the volume of ``denoised`` (its UniMat-refined version)."""
+    atoms = template.copy()
+    atoms.set_cell(atoms.cell[:] * (denoised.get_volume() / atoms.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
+    atoms.info = dict(denoised.info)
+    return atoms

@@ -107,3 +107,39 @@ def test_strength_levels_follow_the_passes_over_the_templates(template_source):
     assert starts[0].replace("cycle 0", "cycle 1") == starts[2] and starts[0] != starts[1]
     alone = ladder.make({"K": 1, "Br": 1}, [3], run_seed=0)[0]
     assert np.allclose(alone.atoms.positions, seeds[3].atoms.positions, atol=1e-4)
+
+
+def test_volume_first_pass_keeps_the_template_and_takes_the_denoised_volume(template_source):
+    from dataclasses import replace
+
+    denoise = template_source.sources["unimat-template"]
+    volume = replace(denoise, first_pass="volume")
+    counts = {"K": 1, "Br": 1}
+    refined = denoise.make(counts, [0, 1, 2], run_seed=0)
+    kept = volume.make(counts, [0, 1, 2], run_seed=0)
+    templates = volume._templates.make(counts, [0, 1], run_seed=0)
+    for k in (0, 1):  # first pass: the template's arrangement and cell shape, the denoised volume
+        assert np.allclose(kept[k].atoms.get_scaled_positions(), templates[k].atoms.get_scaled_positions(), atol=1e-9)
+        scale = (kept[k].atoms.get_volume() / templates[k].atoms.get_volume()) ** (1 / 3)
+        assert np.allclose(kept[k].atoms.cell[:], templates[k].atoms.cell[:] * scale, atol=1e-9)
+        assert kept[k].atoms.get_volume() == pytest.approx(refined[k].atoms.get_volume(), rel=1e-9)
+        assert kept[k].atoms.info["unimat_start"] == refined[k].atoms.info["unimat_start"]
+    assert np.allclose(kept[2].atoms.positions, refined[2].atoms.positions)  # later passes: denoised as before
+
+
+def test_unknown_first_pass_is_an_error():
+    from ase_unimat.search.seeds import SeedSourceError
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    with pytest.raises(SeedSourceError, match="first pass"):
+        UniMatSeedSource(start="template", first_pass="symmetrize")
+
+
+def test_cells_below_template_min_atoms_sample_from_noise(template_source):
+    from dataclasses import replace
+
+    small = replace(template_source.sources["unimat-template"], template_min_atoms=3)
+    seeds = small.make({"K": 1, "Br": 1}, [0, 1], run_seed=0)  # a KBr template exists, but 2 atoms < 3
+    assert all(s.atoms.info["unimat_start"] == "noise (small cell)" for s in seeds)
+    larger = small.make({"K": 2, "Br": 2}, [0], run_seed=0)  # 4 atoms: the doubled templates are used
+    assert larger[0].atoms.info["unimat_start"].startswith("template ")
