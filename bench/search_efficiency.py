@@ -70,6 +70,7 @@ RATIOS = (
     ("template", "random"),
     ("mixed", "random"),
 )
+UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms")  # --unimat-option
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -92,8 +93,12 @@ class BenchConfig:
     data_dir: str | None = None  # shared data (None: $UNIMAT_SHARED_DATA or ../shared/data)
     bins: tuple[str, ...] = tuple(BINS)
     cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
+    unimat_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of the UniMat sources (variants)
 
     def __post_init__(self) -> None:
+        unknown = [name for name, _ in self.unimat_options if name not in UNIMAT_OPTIONS]
+        if unknown:
+            raise ValueError(f"unknown UniMat option(s) {unknown}; choose from {', '.join(UNIMAT_OPTIONS)}")
         unknown = [name for name in self.sources if name not in SOURCE_ORDER]
         if unknown or not self.sources:
             raise ValueError(f"unknown or no seed sources {unknown}; choose from {', '.join(SOURCE_ORDER)}")
@@ -180,7 +185,8 @@ def build_sources(
         try:
             if name in TEMPLATE_SOURCES and template_reference is None:
                 template_reference = _template_reference(config, targets)
-            source = make_seed_sources(name, model=config.model, template_reference=template_reference)
+            source = make_seed_sources(name, model=config.model, template_reference=template_reference,
+                                       unimat_options=dict(config.unimat_options))  # fmt: skip
             if name in MODEL_SOURCES:
                 try:
                     source.make(probe, [0], run_seed=config.run_seed)  # loads the model now: fail early
@@ -195,7 +201,8 @@ def build_sources(
         available = [name for name in PURE_SOURCES if name in built]
         if len(available) >= 2:
             spec = ",".join(f"{name}:1" for name in available)
-            sources["mixed"] = make_seed_sources(spec, model=config.model, template_reference=template_reference)
+            sources["mixed"] = make_seed_sources(spec, model=config.model, template_reference=template_reference,
+                                                 unimat_options=dict(config.unimat_options))  # fmt: skip
             notes["mixed"] = f"equal mix of {', '.join(available)} (run seed + 1)"
         else:
             notes["mixed"] = "skipped: needs at least two available pure sources (unimat, random, template)"
@@ -503,6 +510,7 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
         f"energy. 1/p uses p = (hits + 0.5) / (N + 1); a target with no hit is censored (true value likely larger). "
         f"Wall time {result['wall_s']:.0f} s.",
         "",
+        *_variant_lines(cfg, result.get("overlap_with_default_targets", [])),
         _cache_line(result["relaxations"]),
         "",
         "| bin | source | targets | hits / seeds | targets hit | 1/p (geomean) | steps/seed | s/seed |",
@@ -530,6 +538,19 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
         lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms){notes}")
     lines += ["", f"![best energy against relaxations]({png_name})", ""]
     return "\n".join(lines)
+
+
+def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:
+    """What sets a run apart from the default one: its target draw and UniMat options (none: no lines)."""
+    lines = []
+    if cfg.get("selection_seed", DEFAULT.selection_seed) != DEFAULT.selection_seed:
+        shared = ", ".join(overlap) if overlap else "none"
+        lines.append(f"Targets drawn with selection seed {cfg['selection_seed']} (default {DEFAULT.selection_seed}); "
+                     f"shared with the default run's targets: {shared}.")  # fmt: skip
+    if cfg.get("unimat_options"):
+        options = ", ".join(f"{name}={value}" for name, value in cfg["unimat_options"])
+        lines.append(f"UniMat source options (a variant): {options}.")
+    return [*lines, ""] if lines else []
 
 
 def _cache_line(relaxations: Mapping[str, Any]) -> str:
@@ -668,6 +689,29 @@ Examples:
 """
 
 
+class KeyValue(click.ParamType):
+    """``KEY=VALUE`` with KEY from a fixed set; VALUE a number, numbers separated by commas, or text."""
+
+    name = "key=value"
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, Any]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or key.strip() not in self.keys or not text.strip():
+            self.fail(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(self.keys)}", param, ctx)
+        parts = [part.strip() for part in text.split(",")]
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            return key.strip(), text.strip()
+        numbers = [int(x) if x.is_integer() and "." not in part else x for x, part in zip(numbers, parts, strict=True)]
+        return key.strip(), numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
 class CommaList(click.ParamType):
     """A comma-separated list of names from a fixed set (duplicates dropped, order kept)."""
 
@@ -755,10 +799,18 @@ def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started:
     help=f"Seed of the target draw [default: {DEFAULT.selection_seed}]; another seed gives other held-out "
     "targets, e.g. a tuning set kept apart from the default run's (overlaps are reported).",
 )
+@click.option(
+    "--unimat-option",
+    "unimat_option",
+    type=KeyValue(UNIMAT_OPTIONS),
+    multiple=True,
+    help="KEY=VALUE option of the UniMat sources, repeatable (a variant, e.g. first_pass=volume, "
+    "sampler=ddim, strength=0.2,0.5); keys: " + ", ".join(UNIMAT_OPTIONS) + ".",
+)
 @click.option("--no-cache", is_flag=True, help=f"Relax everything again; neither read nor write {DEFAULT_CACHE_DIR}.")
 def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_seeds: int | None, model: str | None,
          bins: tuple[str, ...] | None, out: Path, stem: str | None, selection_seed: int | None,
-         no_cache: bool) -> None:  # fmt: skip
+         unimat_option: tuple[tuple[str, Any], ...], no_cache: bool) -> None:  # fmt: skip
     """Relaxations needed to find held-out mp_20 ground states, per seed source (CHGNet, 2 workers).
 
     Finished relaxations are cached (bench/.cache/search_efficiency), so a killed run resumes and a
@@ -775,7 +827,8 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
         except FileNotFoundError as err:
             raise click.ClickException(str(err)) from None
     overrides = {"sources": sources, "per_bin": per_bin, "n_seeds": n_seeds, "model": model, "bins": bins,
-                 "selection_seed": selection_seed, "cache_dir": "" if no_cache else None}  # fmt: skip
+                 "selection_seed": selection_seed, "unimat_options": unimat_option or None,
+                 "cache_dir": "" if no_cache else None}  # fmt: skip
     config = replace(QUICK if quick else DEFAULT, **{k: v for k, v in overrides.items() if v is not None})
     stem = stem or default_stem(quick)
     started = dt.datetime.now(dt.UTC)

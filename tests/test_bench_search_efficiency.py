@@ -146,7 +146,8 @@ def test_build_sources_skips_what_cannot_be_built_and_mixes_pure_sources(se, mon
 
     built: list[str] = []
 
-    def fake_make_seed_sources(spec, *, model=None, template_reference=None):
+    def fake_make_seed_sources(spec, *, model=None, template_reference=None, unimat_options=None):
+        assert unimat_options == {}
         if spec == "unimat-template":
             raise seeds.SeedSourceError("unknown seed source 'unimat-template'")
         if spec in ("template", "unimat-template") or "template:" in spec:
@@ -203,9 +204,33 @@ def test_cli_builds_the_config_and_writes_json(se, monkeypatch, tmp_path):
     assert seen["config"] == se.DEFAULT and seen["stem"] == "search_efficiency"
     assert (tmp_path / "search_efficiency.json").is_file()
 
-    tuning = CliRunner().invoke(se.main, ["--selection-seed", "2", "--out", str(tmp_path), "--stem", "tuning"])
+    args = ["--selection-seed", "2", "--out", str(tmp_path), "--stem", "tuning", "--unimat-option", "first_pass=volume",
+            "--unimat-option", "strength=0.2,0.5", "--unimat-option", "steps=20"]  # fmt: skip
+    tuning = CliRunner().invoke(se.main, args)
     assert tuning.exit_code == 0, tuning.output
-    assert seen["config"] == replace(se.DEFAULT, selection_seed=2)
+    options = (("first_pass", "volume"), ("strength", (0.2, 0.5)), ("steps", 20))
+    assert seen["config"] == replace(se.DEFAULT, selection_seed=2, unimat_options=options)
+
+
+def test_unimat_options_reach_the_unimat_sources(se):
+    config = replace(se.DEFAULT, sources=("unimat-template",), unimat_options=(("first_pass", "volume"),))
+    from ase_unimat.search.seeds import make_seed_sources
+
+    built = make_seed_sources("unimat-template", unimat_options=dict(config.unimat_options))
+    assert built.sources["unimat-template"].first_pass == "volume"
+    with pytest.raises(ValueError, match="unknown UniMat option"):
+        replace(se.DEFAULT, unimat_options=(("colour", "red"),))
+
+
+def test_markdown_names_a_variant_and_its_target_draw(se):
+    result = {"quick": False, "wall_s": 1.0, "relaxations": {"jobs": 0, "from_cache": 0, "relaxed": 0, "cache_dir": None},
+              "config": {**se.asdict(replace(se.DEFAULT, selection_seed=2, unimat_options=(("sampler", "ddim"),)))},
+              "overlap_with_default_targets": ["mp-9"], "bins": {}, "source_notes": {}, "targets": []}  # fmt: skip
+    text = se.markdown(result, "x.png")
+    assert "selection seed 2 (default 2024)" in text and "mp-9" in text
+    assert "UniMat source options (a variant): sampler=ddim" in text
+    plain = se.markdown({**result, "config": se.asdict(se.DEFAULT), "overlap_with_default_targets": []}, "x.png")
+    assert "selection seed" not in plain and "variant" not in plain
 
 
 def test_default_overlap_names_targets_of_the_default_draw(se, monkeypatch):
@@ -226,6 +251,8 @@ def test_default_overlap_names_targets_of_the_default_draw(se, monkeypatch):
         (["--bins", "1-20"], "choose one or more of 1-6, 7-12, 13-20"),
         (["--n-seeds", "0"], "0 is not in the range x>=1"),
         (["--selection-seed", "-1"], "-1 is not in the range x>=0"),
+        (["--unimat-option", "colour=red"], "expected KEY=VALUE with KEY one of steps"),
+        (["--unimat-option", "strength"], "expected KEY=VALUE"),
         (["--stem", "../x"], "--stem '../x' must be a plain file name"),
         (["--model", "/nonexistent/model.pt"], "model '/nonexistent/model.pt' not found"),
     ],
