@@ -502,7 +502,7 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
     """A short summary: the per-bin table, the ratios and the rules."""
     cfg = result["config"]
     lines = [
-        f"# Search efficiency ({'quick' if result['quick'] else 'default'} run)",
+        f"# Search efficiency ({_run_kind(result)} run)",
         "",
         f"{cfg['per_bin']} held-out mp_20 test composition(s) per size bin, {cfg['n_seeds']} seeds per source, "
         f"relaxed with {cfg['calculator']} (FIRE + FrechetCellFilter, fmax {cfg['fmax']} eV/A, <= {cfg['max_steps']} "
@@ -538,6 +538,13 @@ def markdown(result: Mapping[str, Any], png_name: str) -> str:
         lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms){notes}")
     lines += ["", f"![best energy against relaxations]({png_name})", ""]
     return "\n".join(lines)
+
+
+def _run_kind(result: Mapping[str, Any]) -> str:
+    """``quick``, ``default``, or ``variant`` (another target draw or UniMat options)."""
+    if result["quick"]:
+        return "quick"
+    return "variant" if _variant_lines(result["config"], []) else "default"
 
 
 def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:

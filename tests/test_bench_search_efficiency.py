@@ -228,9 +228,9 @@ def test_markdown_names_a_variant_and_its_target_draw(se):
               "overlap_with_default_targets": ["mp-9"], "bins": {}, "source_notes": {}, "targets": []}  # fmt: skip
     text = se.markdown(result, "x.png")
     assert "selection seed 2 (default 2024)" in text and "mp-9" in text
-    assert "UniMat source options (a variant): sampler=ddim" in text
+    assert "UniMat source options (a variant): sampler=ddim" in text and text.startswith("# Search efficiency (variant run)")
     plain = se.markdown({**result, "config": se.asdict(se.DEFAULT), "overlap_with_default_targets": []}, "x.png")
-    assert "selection seed" not in plain and "variant" not in plain
+    assert "selection seed" not in plain and "variant" not in plain and plain.startswith("# Search efficiency (default")
 
 
 def test_default_overlap_names_targets_of_the_default_draw(se, monkeypatch):
