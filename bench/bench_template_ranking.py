@@ -36,7 +36,6 @@ import numpy as np
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT = {"n_targets": 60, "max_candidates": 60, "n_times": 16, "target_seed": 7, "noise_seed": 0}
 QUICK = {**DEFAULT, "n_targets": 8, "max_candidates": 20}
 PRIOR_WEIGHT = 0.1
