@@ -24,6 +24,8 @@ from typing import Any
 
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, formula_label, make_seed
 
+FIRST_PASSES = ("denoise", "volume", "symmetrize")
+
 
 @dataclass
 class UniMatSeedSource:
@@ -49,7 +51,9 @@ class UniMatSeedSource:
     first_pass
         What the first pass over the templates yields with ``start="template"``: ``"denoise"`` the
         denoised structure itself, ``"volume"`` the template's own arrangement and cell shape
-        (symmetry intact) scaled to the volume of its denoised version. Later passes always denoise.
+        (symmetry intact) scaled to the volume of its denoised version, ``"symmetrize"`` the denoised
+        structure averaged over the template's space group (see :mod:`ase_unimat.search.symmetry`).
+        Later passes always denoise.
     template_min_atoms
         Cells with fewer atoms are sampled from noise even with ``start="template"``.
     """
@@ -73,8 +77,8 @@ class UniMatSeedSource:
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
             raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose 'noise' or 'template'")
-        if self.first_pass not in ("denoise", "volume"):
-            raise SeedSourceError(f"unknown first pass {self.first_pass!r}; choose 'denoise' or 'volume'")
+        if self.first_pass not in FIRST_PASSES:
+            raise SeedSourceError(f"unknown first pass {self.first_pass!r}; choose one of {', '.join(FIRST_PASSES)}")
         if not self.strengths or not all(0.0 < level <= 1.0 for level in self.strengths):
             raise SeedSourceError(f"UniMat start strength must be in (0, 1], got {self.strength}")
 
@@ -109,11 +113,13 @@ class UniMatSeedSource:
             atoms = structures[k]
             if self.first_pass == "volume" and plan[k][3] == 0:
                 atoms = _rescaled(plan[k][0], atoms)
+            elif self.first_pass == "symmetrize" and plan[k][3] == 0:
+                atoms = _symmetrized(plan[k][0], atoms)
             built = {s: atoms.get_chemical_symbols().count(s) for s in counts}
             if built != dict(counts) or len(atoms) != sum(counts.values()):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
-            info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength")
+            info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized")
                     if key in atoms.info}  # fmt: skip
             info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
@@ -164,4 +170,22 @@ def _rescaled(template, denoised):
     atoms = template.copy()
     atoms.set_cell(atoms.cell[:] * (denoised.get_volume() / atoms.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
     atoms.info = dict(denoised.info)
+    return atoms
+
+
+def _symmetrized(template, denoised):
+    """``denoised`` projected onto the space group of the ``template`` it was denoised from.
+
+    The template goes through the codec first, so its atoms come in the sample's slot order and
+    fractional frame; a template whose symmetry spglib cannot use leaves the sample as it is.
+    """
+    from ase_unimat.representation import decode, encode
+    from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
+
+    reference = decode(*encode(template))
+    try:
+        atoms = project_onto_symmetry(denoised, reference)
+    except SymmetryError:
+        return denoised
+    atoms.info["symmetrized"] = True
     return atoms

@@ -127,12 +127,33 @@ def test_volume_first_pass_keeps_the_template_and_takes_the_denoised_volume(temp
     assert np.allclose(kept[2].atoms.positions, refined[2].atoms.positions)  # later passes: denoised as before
 
 
+def test_symmetrize_first_pass_gives_the_template_symmetry_to_the_denoised_structure(template_source):
+    from dataclasses import replace
+
+    import spglib
+
+    denoise = template_source.sources["unimat-template"]
+    symmetric = replace(denoise, first_pass="symmetrize")
+    counts = {"K": 1, "Br": 1}
+    refined = denoise.make({"K": 2, "Br": 2}, [0, 1, 2], run_seed=0)
+    kept = symmetric.make({"K": 2, "Br": 2}, [0, 1, 2], run_seed=0)  # conventional-ish doubled cells
+    for k in (0, 1):
+        atoms = kept[k].atoms
+        assert atoms.info["unimat_symmetrized"] is True
+        group = spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=1e-4)
+        assert group.number > 1  # the tiny untrained model's sample alone is P1
+        assert atoms.get_volume() == pytest.approx(refined[k].atoms.get_volume(), rel=1e-9)
+    assert np.allclose(kept[2].atoms.positions, refined[2].atoms.positions)  # later passes: denoised as before
+    assert "unimat_symmetrized" not in kept[2].atoms.info
+    assert symmetric.make(counts, [0], run_seed=0)[0].atoms.info["unimat_symmetrized"] is True
+
+
 def test_unknown_first_pass_is_an_error():
     from ase_unimat.search.seeds import SeedSourceError
     from ase_unimat.search.unimat_seeds import UniMatSeedSource
 
     with pytest.raises(SeedSourceError, match="first pass"):
-        UniMatSeedSource(start="template", first_pass="symmetrize")
+        UniMatSeedSource(start="template", first_pass="relax")
 
 
 def test_cells_below_template_min_atoms_sample_from_noise(template_source):
