@@ -1,0 +1,186 @@
+"""Pool search-efficiency runs into one table per size bin, and check issue 7's targets on it.
+
+One run has four targets per bin, and a bin's ratio moves about 1.5x from one draw of four targets
+to another. Pooling runs on disjoint draws (``--selection-seed``) gives a bin more targets. A
+variant run (``--unimat-option``) that ran only some sources can replace those sources' numbers
+for the targets it covers:
+
+    python -m bench.search_efficiency_pool bench/results/search_efficiency.json \\
+        bench/results/search_efficiency_tuning.json --stem search_efficiency_pooled
+    python -m bench.search_efficiency_pool A.json B.json --variant A_sym.json --variant B_sym.json --stem X
+
+All runs must share the seed count, run seed, calculator and relaxation settings. A target drawn by
+two base runs counts once. Per bin the pooled numbers use the rules of :mod:`bench.search_efficiency`
+(geometric mean of 1/p over targets; steps per seed averaged over targets). Issue 7's targets, per
+UniMat source, are checked on targets where all the compared sources ran:
+
+- 7-12 and 13-20 atoms: 1/p at most 1/5 of random's, optimizer steps per seed at most half of
+  random's, 1/p no more than template's;
+- 1-6 atoms: 1/p no more than random's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from bench.search_efficiency import RESULTS_DIR, SOURCE_ORDER, geometric_mean, summarise
+
+SHARED_SETTINGS = ("n_seeds", "run_seed", "calculator", "fmax", "max_steps", "time_limit")
+UNIMAT_SOURCES = ("unimat", "unimat-template")
+LARGE_BINS = ("7-12", "13-20")
+
+
+class PoolError(ValueError):
+    """The runs cannot be pooled (different settings, a variant target no base run has)."""
+
+
+def _config(run: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(run["result"]["config"] if "result" in run else run["config"])
+
+
+def _result(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    return run["result"] if "result" in run else run
+
+
+def pool(base: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence[tuple[str, Mapping[str, Any]]] = ()
+         ) -> dict[str, Any]:  # fmt: skip
+    """Merge the per-target results of ``base`` runs, then let ``variants`` replace their sources.
+
+    Parameters
+    ----------
+    base, variants
+        ``(name, run)`` pairs; a run is a search-efficiency JSON record (or its ``result``).
+
+    Returns
+    -------
+    dict with ``per_target``, ``bins`` (as in a run), ``sources``, ``runs`` and ``notes``.
+    """
+    if not base:
+        raise PoolError("no base run to pool")
+    first_name, first = base[0]
+    settings = {key: _config(first).get(key) for key in SHARED_SETTINGS}
+    for name, run in [*base[1:], *variants]:
+        other = {key: _config(run).get(key) for key in SHARED_SETTINGS}
+        if other != settings:
+            differ = ", ".join(f"{k}: {settings[k]} vs {other[k]}" for k in SHARED_SETTINGS if settings[k] != other[k])
+            raise PoolError(f"{name} was run with other settings than {first_name} ({differ})")
+    rows: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for name, run in base:
+        for row in _result(run)["per_target"]:
+            if row["material_id"] in rows:
+                notes.append(f"{row['formula']} ({row['material_id']}) is in more than one base run; counted once")
+                continue
+            rows[row["material_id"]] = {**row, "sources": dict(row["sources"]), "from": name}
+    for name, run in variants:
+        for row in _result(run)["per_target"]:
+            if row["material_id"] not in rows:
+                raise PoolError(f"{name}: target {row['formula']} ({row['material_id']}) is in no base run")
+            rows[row["material_id"]]["sources"].update(row["sources"])
+        notes.append(f"{name} replaces {', '.join(_result(run)['sources'])} on its {len(_result(run)['per_target'])} "
+                     "targets")  # fmt: skip
+    per_target = list(rows.values())
+    present = {source for row in per_target for source in row["sources"]}
+    sources = [s for s in SOURCE_ORDER if s in present]
+    bins = [b for b in ("1-6", *LARGE_BINS) if any(row["bin"] == b for row in per_target)]
+    return {"runs": [name for name, _ in base], "variants": [name for name, _ in variants], "settings": settings,
+            "notes": notes, "sources": sources, "per_target": per_target,
+            "bins": summarise(per_target, sources, bins)}  # fmt: skip
+
+
+def paired(per_target: Sequence[Mapping[str, Any]], bin_name: str, a: str, b: str) -> dict[str, float] | None:
+    """Geometric-mean 1/p ratio and mean-steps ratio of sources ``a`` and ``b`` on the targets both ran."""
+    rows = [t["sources"] for t in per_target if t["bin"] == bin_name and a in t["sources"] and b in t["sources"]]
+    if not rows:
+        return None
+    return {
+        "targets": len(rows),
+        "relaxations_ratio": geometric_mean([r[a]["expected_relaxations"] / r[b]["expected_relaxations"] for r in rows]),
+        "steps_ratio": float(np.mean([r[a]["steps_per_seed"] for r in rows]) /
+                             np.mean([r[b]["steps_per_seed"] for r in rows])),
+    }  # fmt: skip
+
+
+def issue7_targets(per_target: Sequence[Mapping[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Each of issue 7's criteria for UniMat ``source``: the measured value, the bound and whether it holds."""
+    checks = []
+
+    def check(bin_name: str, what: str, value: float | None, bound: float, targets: int) -> None:
+        checks.append({"bin": bin_name, "criterion": what, "value": value, "bound": bound, "targets": targets,
+                       "met": value is not None and value <= bound})  # fmt: skip
+
+    for bin_name in LARGE_BINS:
+        vs_random, vs_template = paired(per_target, bin_name, source, "random"), paired(per_target, bin_name, source,
+                                                                                        "template")  # fmt: skip
+        if vs_random:
+            check(bin_name, "1/p vs random", vs_random["relaxations_ratio"], 0.2, vs_random["targets"])
+            check(bin_name, "steps/seed vs random", vs_random["steps_ratio"], 0.5, vs_random["targets"])
+        if vs_template:
+            check(bin_name, "1/p vs template", vs_template["relaxations_ratio"], 1.0, vs_template["targets"])
+    small = paired(per_target, "1-6", source, "random")
+    if small:
+        check("1-6", "1/p vs random", small["relaxations_ratio"], 1.0, small["targets"])
+    return checks
+
+
+def markdown(pooled: Mapping[str, Any], checks: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The pooled per-bin table, the runs it came from and the issue-7 checks."""
+    lines = ["# Search efficiency, pooled runs", "", "Runs: " + ", ".join(pooled["runs"])]
+    if pooled["variants"]:
+        lines.append("Variants: " + ", ".join(pooled["variants"]))
+    lines += [f"- {note}" for note in pooled["notes"]]
+    lines += ["", "| bin | source | targets | hits / seeds | targets hit | 1/p (geomean) | steps/seed |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, data in pooled["bins"].items():
+        for source, s in data["sources"].items():
+            lines.append(f"| {name} | {source} | {s['targets']} | {s['hits']} / {s['seeds']} | {s['targets_hit']} | "
+                         f"{s['expected_relaxations_geomean']:.2f} | {s['steps_per_seed']:.0f} |")  # fmt: skip
+    lines += ["", "Issue 7's targets (paired over the targets where both sources ran; met when value <= bound):", "",
+              "| source | bin | criterion | targets | value | bound | met |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for source, rows in checks.items():
+        for c in rows:
+            value = "n/a" if c["value"] is None else f"{c['value']:.2f}"
+            lines.append(f"| {source} | {c['bin']} | {c['criterion']} | {c['targets']} | {value} | {c['bound']:g} | "
+                         f"{'yes' if c['met'] else 'no'} |")  # fmt: skip
+    lines += ["", "Targets:", ""]
+    for t in pooled["per_target"]:
+        lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms) from {t['from']}")
+    return "\n".join(lines) + "\n"
+
+
+def _load(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        return path.name, json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PoolError(f"cannot read {path}: {err}") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--variant", "variants", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A variant run whose sources replace the base runs' on its targets (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
+              help="Folder for <stem>.json and <stem>.md.")
+@click.option("--stem", default="search_efficiency_pooled", show_default=True, help="Output file name.")
+def main(runs: tuple[Path, ...], variants: tuple[Path, ...], out: Path, stem: str) -> None:
+    """Pool search-efficiency RUNS (their JSON files) and check issue 7's targets on the pool."""
+    try:
+        pooled = pool([_load(p) for p in runs], [_load(p) for p in variants])
+    except PoolError as err:
+        raise click.ClickException(str(err)) from None
+    checks = {s: issue7_targets(pooled["per_target"], s) for s in UNIMAT_SOURCES if s in pooled["sources"]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({**pooled, "issue7_targets": checks}, indent=1) + "\n")
+    text = markdown(pooled, checks)
+    (out / f"{stem}.md").write_text(text)
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
