@@ -17,6 +17,7 @@ Examples:
   unimat-train models/configs/cpu.toml --out runs/cpu
   unimat-train cpu --max-steps 2000 --set train.lr=5e-4 --set model.width=96
   unimat-train cpu --out runs/cpu                  # rerun after a crash or kill: resumes
+  unimat-train cpu --out runs/cpu --keep-every 1000  # also keep checkpoint_00001000.pt, ... (every 1000)
   torchrun --nproc_per_node 8 -m ase_unimat.cli.train models/configs/gpu.toml --out runs/gpu
 """
 
@@ -78,9 +79,12 @@ def toml_text(data: dict) -> str:
               help="Total optimiser steps (sets train.total_steps, hence the LR schedule) [default: the config's].")
 @click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value, e.g. train.lr=3e-4 or model.width=64 (TOML values; repeatable).")
+@click.option("--keep-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also keep checkpoint_<step>.pt every N steps (0: only checkpoint_last.pt), e.g. to pick the "
+                   "weights of the best validation loss from log.jsonl afterwards.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar (rank 0).")
 def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None, assignments: tuple[str, ...],
-         progress: bool) -> None:  # fmt: skip
+         keep_every: int, progress: bool) -> None:  # fmt: skip
     """Train a UniMat model described by CONFIG (a TOML file, or test / cpu / gpu from models/configs).
 
     Checkpoints are written atomically every train.checkpoint_every steps and the run resumes
@@ -106,7 +110,7 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
     from ase_unimat.trainer import train
 
     try:
-        result = train(config, out_dir=out, resume=resume, progress=progress)
+        result = train(config, out_dir=out, resume=resume, progress=progress, overrides={"keep_every": keep_every})
     except (ValueError, CheckpointError, FileNotFoundError, OSError) as error:
         raise click.ClickException(str(error)) from None
     if main_process:

@@ -418,6 +418,20 @@ def test_cli_trains_resumes_and_records_the_effective_config(data, tmp_path):
     assert torch.load(out / "model.pt", weights_only=True)["step"] == 6
     third = CliRunner().invoke(main, [*args, "--max-steps", "6"])  # already there: nothing to do, exit 0
     assert third.exit_code == 0 and "nothing left to train" in third.output
+    assert not list(out.glob("checkpoint_0*.pt"))  # only checkpoint_last.pt without --keep-every
+
+
+def test_cli_keep_every_keeps_numbered_checkpoints(data, tmp_path):
+    from ase_unimat.cli.train import main
+
+    toml = _write_toml(tiny_config(data), tmp_path / "tiny.toml")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [str(toml), "--out", str(out), "--no-progress", "--max-steps", "4",
+                                       "--keep-every", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / step_name(2)).is_file() and (out / step_name(4)).is_file()
+    bad = CliRunner().invoke(main, [str(toml), "--out", str(out), "--keep-every", "-1"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
 @pytest.mark.parametrize(
