@@ -40,14 +40,15 @@ def test_pool_merges_draws_counts_shared_targets_once_and_applies_variants(sp):
     a = record([row("a1", "7-12", random=stats(0, 100), template=stats(5, 50), unimat_template=stats(5, 50))])
     b = record([row("b1", "7-12", random=stats(1, 120), template=stats(2, 60), unimat_template=stats(2, 60)),
                 row("a1", "7-12", random=stats(9, 1), template=stats(9, 1))])  # fmt: skip
-    variant = record([row("a1", "7-12", unimat_template=stats(8, 30))])
+    variant = record([row("a1", "7-12", unimat_template=stats(8, 30), random=stats(1, 90, n=30))], n_seeds=30)
     pooled = sp.pool([("A", a), ("B", b)], [("V", variant)])
     assert [t["material_id"] for t in pooled["per_target"]] == ["a1", "b1"]
     assert any("more than one base run" in note for note in pooled["notes"])
     a1 = pooled["per_target"][0]["sources"]
-    assert a1["unimat-template"]["hits"] == 8 and a1["random"]["hits"] == 0  # variant replaced only its source
+    assert a1["unimat-template"]["hits"] == 8 and a1["random"]["n"] == 30  # the variant's sources replaced
+    assert a1["template"]["hits"] == 5  # a source the variant did not run is kept
     table = pooled["bins"]["7-12"]["sources"]
-    assert table["unimat-template"]["hits"] == 10 and table["random"]["targets"] == 2
+    assert table["unimat-template"]["hits"] == 10 and table["random"]["seeds"] == 40
 
 
 def test_issue7_checks_use_paired_targets_and_the_issue_bounds(sp):
