@@ -64,6 +64,14 @@ def test_issue7_checks_use_paired_targets_and_the_issue_bounds(sp):
     assert checks[("1-6", "1/p vs random")]["value"] == pytest.approx(1.0) and checks[("1-6", "1/p vs random")]["met"]
 
 
+def test_a_target_neither_source_hit_counts_as_even_whatever_the_seed_counts(sp):
+    rows = [row("x", "7-12", random=stats(0, 100, n=30), unimat_template=stats(0, 40)),
+            row("y", "7-12", random=stats(0, 100, n=30), unimat_template=stats(3, 40))]  # fmt: skip
+    pair = sp.paired(rows, "7-12", "unimat-template", "random")
+    assert pair["neither_hit"] == 1
+    assert pair["relaxations_ratio"] == pytest.approx(((11 / 3.5) / (31 / 0.5)) ** 0.5)
+
+
 def test_runs_with_other_settings_or_unknown_variant_targets_are_refused(sp):
     a = record([row("a1", "7-12", random=stats(0, 100))])
     with pytest.raises(sp.PoolError, match="max_steps: 500 vs 300"):
@@ -79,6 +87,6 @@ def test_cli_writes_json_and_markdown_and_reports_mistakes_in_one_line(sp, tmp_p
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["issue7_targets"]["unimat-template"][0]["criterion"] == "1/p vs random"
-    assert "| unimat-template | 7-12 | 1/p vs random | 1 |" in (tmp_path / "p.md").read_text()
+    assert "| unimat-template | 7-12 | 1/p vs random | 1 | 0 |" in (tmp_path / "p.md").read_text()
     bad = CliRunner().invoke(sp.main, [str(tmp_path / "missing.json")])
     assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1
