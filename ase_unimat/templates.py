@@ -274,6 +274,10 @@ class TemplateIndex:
         for group in self._keys.values():
             self._build(group)
 
+    def electronegativities(self) -> np.ndarray:
+        """Pauling electronegativity by atomic number (0 where undefined), as the prior uses it."""
+        return self._chi_table()
+
     # ------------------------------------------------------------------------------- internals
     def _chi_table(self) -> np.ndarray:
         """Pauling electronegativity by atomic number (0 where undefined, e.g. noble gases)."""

@@ -71,6 +71,7 @@ RATIOS = (
     ("mixed", "random"),
 )
 UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms")  # --unimat-option
+TEMPLATE_OPTIONS = ("ordered",)  # --template-option (both template-based sources)
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -94,17 +95,28 @@ class BenchConfig:
     bins: tuple[str, ...] = tuple(BINS)
     cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
     unimat_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of the UniMat sources (variants)
+    template_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of both template-based sources
 
     def __post_init__(self) -> None:
         unknown = [name for name, _ in self.unimat_options if name not in UNIMAT_OPTIONS]
         if unknown:
             raise ValueError(f"unknown UniMat option(s) {unknown}; choose from {', '.join(UNIMAT_OPTIONS)}")
+        unknown = [name for name, _ in self.template_options if name not in TEMPLATE_OPTIONS]
+        if unknown:
+            raise ValueError(f"unknown template option(s) {unknown}; choose from {', '.join(TEMPLATE_OPTIONS)}")
         unknown = [name for name in self.sources if name not in SOURCE_ORDER]
         if unknown or not self.sources:
             raise ValueError(f"unknown or no seed sources {unknown}; choose from {', '.join(SOURCE_ORDER)}")
         unknown = [name for name in self.bins if name not in BINS]
         if unknown or not self.bins:
             raise ValueError(f"unknown or no size bins {unknown}; choose from {', '.join(BINS)}")
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """``template_options`` as keyword options of ``TemplateSeedSource`` (``ordered`` as a bool)."""
+        out = dict(self.template_options)
+        if "ordered" in out:
+            out["ordered"] = str(out["ordered"]).strip().lower() in ("1", "true", "yes", "on")
+        return out
 
 
 DEFAULT = BenchConfig()
@@ -186,7 +198,8 @@ def build_sources(
             if name in TEMPLATE_SOURCES and template_reference is None:
                 template_reference = _template_reference(config, targets)
             source = make_seed_sources(name, model=config.model, template_reference=template_reference,
-                                       unimat_options=dict(config.unimat_options))  # fmt: skip
+                                       unimat_options=dict(config.unimat_options),
+                                       template_options=config.template_kwargs())  # fmt: skip
             if name in MODEL_SOURCES:
                 try:
                     source.make(probe, [0], run_seed=config.run_seed)  # loads the model now: fail early
@@ -202,7 +215,8 @@ def build_sources(
         if len(available) >= 2:
             spec = ",".join(f"{name}:1" for name in available)
             sources["mixed"] = make_seed_sources(spec, model=config.model, template_reference=template_reference,
-                                                 unimat_options=dict(config.unimat_options))  # fmt: skip
+                                                 unimat_options=dict(config.unimat_options),
+                                                 template_options=config.template_kwargs())  # fmt: skip
             notes["mixed"] = f"equal mix of {', '.join(available)} (run seed + 1)"
         else:
             notes["mixed"] = "skipped: needs at least two available pure sources (unimat, random, template)"
@@ -210,12 +224,18 @@ def build_sources(
 
 
 def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
-    """A template index over the training structures that could serve any of the targets."""
+    """A template index over the training structures that could serve any of the targets.
+
+    It holds the structures of each target's stoichiometry and, for ordered substitution, of each of
+    its merged compositions (one element fewer); the second kind never matches a target's own
+    stoichiometry unless it is one, so plain prototype substitution sees the same candidates.
+    """
     from ase_unimat.formula import anonymized_formula
+    from ase_unimat.ordered_templates import merged_compositions
     from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
     from ase_unimat.templates import TemplateIndex
 
-    wanted = {(anonymized_formula(t.counts), t.natoms) for t in targets}
+    wanted = {(anonymized_formula(c), t.natoms) for t in targets for c in [t.counts, *merged_compositions(t.counts)]}
     records = [
         r
         for r in load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=20)
@@ -557,6 +577,9 @@ def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:
     if cfg.get("unimat_options"):
         options = ", ".join(f"{name}={value}" for name, value in cfg["unimat_options"])
         lines.append(f"UniMat source options (a variant): {options}.")
+    if cfg.get("template_options"):
+        options = ", ".join(f"{name}={value}" for name, value in cfg["template_options"])
+        lines.append(f"Template options of the template and unimat-template sources (a variant): {options}.")
     return [*lines, ""] if lines else []
 
 
@@ -814,10 +837,19 @@ def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started:
     help="KEY=VALUE option of the UniMat sources, repeatable (a variant, e.g. first_pass=volume, "
     "sampler=ddim, strength=0.2,0.5); keys: " + ", ".join(UNIMAT_OPTIONS) + ".",
 )
+@click.option(
+    "--template-option",
+    "template_option",
+    type=KeyValue(TEMPLATE_OPTIONS),
+    multiple=True,
+    help="KEY=VALUE option of the template and unimat-template sources' templates, repeatable (a variant, "
+    "e.g. ordered=true); keys: " + ", ".join(TEMPLATE_OPTIONS) + ".",
+)
 @click.option("--no-cache", is_flag=True, help=f"Relax everything again; neither read nor write {DEFAULT_CACHE_DIR}.")
 def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_seeds: int | None, model: str | None,
          bins: tuple[str, ...] | None, out: Path, stem: str | None, selection_seed: int | None,
-         unimat_option: tuple[tuple[str, Any], ...], no_cache: bool) -> None:  # fmt: skip
+         unimat_option: tuple[tuple[str, Any], ...], template_option: tuple[tuple[str, Any], ...],
+         no_cache: bool) -> None:  # fmt: skip
     """Relaxations needed to find held-out mp_20 ground states, per seed source (CHGNet, 2 workers).
 
     Finished relaxations are cached (bench/.cache/search_efficiency), so a killed run resumes and a
@@ -835,6 +867,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
             raise click.ClickException(str(err)) from None
     overrides = {"sources": sources, "per_bin": per_bin, "n_seeds": n_seeds, "model": model, "bins": bins,
                  "selection_seed": selection_seed, "unimat_options": unimat_option or None,
+                 "template_options": template_option or None,
                  "cache_dir": "" if no_cache else None}  # fmt: skip
     config = replace(QUICK if quick else DEFAULT, **{k: v for k, v in overrides.items() if v is not None})
     stem = stem or default_stem(quick)

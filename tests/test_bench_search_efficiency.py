@@ -146,8 +146,9 @@ def test_build_sources_skips_what_cannot_be_built_and_mixes_pure_sources(se, mon
 
     built: list[str] = []
 
-    def fake_make_seed_sources(spec, *, model=None, template_reference=None, unimat_options=None):
-        assert unimat_options == {}
+    def fake_make_seed_sources(spec, *, model=None, template_reference=None, unimat_options=None,
+                               template_options=None):  # fmt: skip
+        assert unimat_options == {} and template_options == {}
         if spec == "unimat-template":
             raise seeds.SeedSourceError("unknown seed source 'unimat-template'")
         if spec in ("template", "unimat-template") or "template:" in spec:
@@ -222,13 +223,28 @@ def test_unimat_options_reach_the_unimat_sources(se):
         replace(se.DEFAULT, unimat_options=(("colour", "red"),))
 
 
+def test_template_options_reach_both_template_sources(se):
+    from ase_unimat.search.seeds import make_seed_sources
+
+    config = replace(se.DEFAULT, template_options=(("ordered", "true"),))
+    assert config.template_kwargs() == {"ordered": True}
+    assert replace(se.DEFAULT, template_options=(("ordered", "no"),)).template_kwargs() == {"ordered": False}
+    built = make_seed_sources("template,unimat-template", template_options=config.template_kwargs())
+    assert built.sources["template"].ordered is True
+    assert built.sources["unimat-template"].template_options == {"ordered": True}
+    with pytest.raises(ValueError, match="unknown template option"):
+        replace(se.DEFAULT, template_options=(("colour", "red"),))
+
+
 def test_markdown_names_a_variant_and_its_target_draw(se):
     result = {"quick": False, "wall_s": 1.0, "relaxations": {"jobs": 0, "from_cache": 0, "relaxed": 0, "cache_dir": None},
-              "config": {**se.asdict(replace(se.DEFAULT, selection_seed=2, unimat_options=(("sampler", "ddim"),)))},
+              "config": {**se.asdict(replace(se.DEFAULT, selection_seed=2, unimat_options=(("sampler", "ddim"),),
+                                             template_options=(("ordered", "true"),)))},
               "overlap_with_default_targets": ["mp-9"], "bins": {}, "source_notes": {}, "targets": []}  # fmt: skip
     text = se.markdown(result, "x.png")
     assert "selection seed 2 (default 2024)" in text and "mp-9" in text
     assert "UniMat source options (a variant): sampler=ddim" in text and text.startswith("# Search efficiency (variant run)")
+    assert "template and unimat-template sources (a variant): ordered=true" in text
     plain = se.markdown({**result, "config": se.asdict(se.DEFAULT), "overlap_with_default_targets": []}, "x.png")
     assert "selection seed" not in plain and "variant" not in plain and plain.startswith("# Search efficiency (default")
 
@@ -253,6 +269,7 @@ def test_default_overlap_names_targets_of_the_default_draw(se, monkeypatch):
         (["--selection-seed", "-1"], "-1 is not in the range x>=0"),
         (["--unimat-option", "colour=red"], "expected KEY=VALUE with KEY one of steps"),
         (["--unimat-option", "strength"], "expected KEY=VALUE"),
+        (["--template-option", "colour=red"], "expected KEY=VALUE with KEY one of ordered"),
         (["--stem", "../x"], "--stem '../x' must be a plain file name"),
         (["--model", "/nonexistent/model.pt"], "model '/nonexistent/model.pt' not found"),
     ],

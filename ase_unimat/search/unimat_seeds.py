@@ -158,7 +158,8 @@ class UniMatSeedSource:
         plan = {}
         for k, seed in zip(indices, templates, strict=True):
             info = seed.atoms.info
-            origin = (f"template {info.get('template_id', '?')} rank {info.get('template_rank')} "
+            ordering = f" ({info['template_ordering']})" if "template_ordering" in info else ""
+            origin = (f"template {info.get('template_id', '?')}{ordering} rank {info.get('template_rank')} "
                       f"cycle {info.get('template_cycle')}")  # fmt: skip
             cycle = int(info.get("template_cycle", 0))
             plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin, cycle)

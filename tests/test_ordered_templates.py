@@ -1,0 +1,76 @@
+"""Ordered substitution: merges, symmetry-distinct orderings, candidates and the template source option."""
+
+from __future__ import annotations
+
+import pytest
+from ase.build import bulk
+
+from ase_unimat.formula import anonymized_formula
+from ase_unimat.ordered_templates import merged_compositions, merges, ordered_candidates, orderings
+from ase_unimat.templates import NoTemplateError, TemplateIndex
+
+
+def _group(atoms) -> int:
+    import spglib
+
+    return spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers),
+                                       symprec=1e-3).number  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def index():
+    parents = [bulk("Cu", "fcc", a=3.6, cubic=True), bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    return TemplateIndex.from_atoms(parents, ["fcc", "nacl"])
+
+
+def test_merges_put_the_guest_on_the_host_sites_cheapest_first(index):
+    found = merges(index, {"Fe": 6, "Ni": 2, "P": 4})
+    assert (found[0].host, found[0].guest, found[0].n_guest, found[0].counts) == ("Fe", "Ni", 2, {"Fe": 8, "P": 4})
+    assert [m.cost for m in found] == sorted(m.cost for m in found) and len(found) == 3
+    patterns = sorted(anonymized_formula(c) for c in merged_compositions({"Fe": 6, "Ni": 2, "P": 4}))
+    assert patterns == sorted(anonymized_formula(c) for c in ({"X": 8, "Y": 4}, {"X": 10, "Y": 2}, {"X": 6, "Y": 6}))
+
+
+def test_orderings_are_symmetry_distinct_and_most_symmetric_first():
+    parent = bulk("CsCl", "cesiumchloride", a=4.1).repeat(2)  # 8 Cl on a simple-cubic lattice
+    two = orderings(parent, "Cl", "Br", 2)
+    assert len(two) == 3  # Br pairs along an edge, a face diagonal, a body diagonal
+    assert all(a.get_chemical_formula() == "Br2Cl6Cs8" for a in two)
+    assert len(orderings(parent, "Cl", "Br", 1)) == 1 and orderings(parent, "Cl", "Br", 8) == []
+    capped = orderings(parent, "Cl", "Br", 4, max_combinations=10, seed=1)
+    assert 1 <= len(capped) <= 10
+
+
+def test_ordered_candidates_build_l12_and_l10_from_fcc(index):
+    cu3au = ordered_candidates(index, {"Cu": 3, "Au": 1})
+    assert cu3au[0].material_id == "fcc" and _group(cu3au[0].atoms) == 221  # L1_2, Pm-3m
+    assert cu3au[0].atoms.info["template_ordering"] == "Au on Cu sites #0"
+    cuau = ordered_candidates(index, {"Cu": 2, "Au": 2})
+    assert _group(cuau[0].atoms) == 123  # L1_0, P4/mmm
+    fcc_cu = bulk("Cu", "fcc", a=3.6, cubic=True).get_volume()
+    assert cu3au[0].atoms.get_volume() > fcc_cu  # Au is larger: rescaled by the covalent-sphere volumes
+
+
+def test_no_parent_is_a_no_template_error(index):
+    with pytest.raises(NoTemplateError, match="ordered-substitution"):
+        ordered_candidates(index, {"Mg": 2, "Si": 1, "O": 4})
+
+
+def test_template_source_alternates_prototype_and_ordered_candidates(index):
+    from ase_unimat.search.template_seeds import Alternating, TemplateSeedSource
+
+    assert list(Alternating([1, 2, 3, 4], ["a"])) == [1, "a", 2, 3, 4]
+    assert list(Alternating([], ["a", "b"])) == ["a", "b"]
+    plain = TemplateSeedSource(reference=index)
+    ordered = TemplateSeedSource(reference=index, ordered=True)
+    counts = {"K": 4, "Br": 4}  # a rocksalt template exists; KBr on fcc sites is an ordering too
+    assert len(ordered.candidates(counts)) == len(plain.candidates(counts)) + len(
+        ordered.candidates(counts)._second)  # fmt: skip
+    seeds = ordered.make(counts, [0, 1], run_seed=0)
+    assert "template_ordering" not in seeds[0].atoms.info and "template_ordering" in seeds[1].atoms.info
+    only_ordered = ordered.make({"Cu": 3, "Au": 1}, [0], run_seed=0)  # no Cu3Au-like reference: orderings alone
+    assert only_ordered[0].atoms.info["template_id"] == "fcc"
+    with pytest.raises(NoTemplateError):
+        plain.make({"Cu": 3, "Au": 1}, [0], run_seed=0)
+    with pytest.raises(NoTemplateError, match="neither"):
+        ordered.make({"Mg": 2, "Si": 1, "O": 4}, [0], run_seed=0)
