@@ -7,7 +7,7 @@ for the targets it covers:
 
     python -m bench.search_efficiency_pool bench/results/search_efficiency.json \\
         bench/results/search_efficiency_tuning.json --stem search_efficiency_pooled
-    python -m bench.search_efficiency_pool A.json B.json --variant A_sym.json --variant B_sym.json --stem X
+    python -m bench.search_efficiency_pool A.json B.json --variant A_sym.json --variant B_x.json:unimat-template --stem X
 
 All runs must share the run seed, calculator and relaxation settings; the seed count may differ
 (seed ``k`` of a source is the same in every run, and each source's 1/p uses its own count, so a
@@ -51,14 +51,14 @@ def _result(run: Mapping[str, Any]) -> Mapping[str, Any]:
     return run["result"] if "result" in run else run
 
 
-def pool(base: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence[tuple[str, Mapping[str, Any]]] = ()
-         ) -> dict[str, Any]:  # fmt: skip
+def pool(base: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence[tuple] = ()) -> dict[str, Any]:
     """Merge the per-target results of ``base`` runs, then let ``variants`` replace their sources.
 
     Parameters
     ----------
     base, variants
-        ``(name, run)`` pairs; a run is a search-efficiency JSON record (or its ``result``).
+        ``(name, run)`` pairs; a run is a search-efficiency JSON record (or its ``result``). A variant
+        may be ``(name, run, sources)`` to take only those sources from it.
 
     Returns
     -------
@@ -68,7 +68,7 @@ def pool(base: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence[tuple
         raise PoolError("no base run to pool")
     first_name, first = base[0]
     settings = {key: _config(first).get(key) for key in SHARED_SETTINGS}
-    for name, run in [*base[1:], *variants]:
+    for name, run, *_ in [*base[1:], *variants]:
         other = {key: _config(run).get(key) for key in SHARED_SETTINGS}
         if other != settings:
             differ = ", ".join(f"{k}: {settings[k]} vs {other[k]}" for k in SHARED_SETTINGS if settings[k] != other[k])
@@ -81,18 +81,21 @@ def pool(base: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence[tuple
                 notes.append(f"{row['formula']} ({row['material_id']}) is in more than one base run; counted once")
                 continue
             rows[row["material_id"]] = {**row, "sources": dict(row["sources"]), "from": name}
-    for name, run in variants:
+    for name, run, *only in variants:
+        chosen = list(only[0]) if only and only[0] else list(_result(run)["sources"])
         for row in _result(run)["per_target"]:
             if row["material_id"] not in rows:
                 raise PoolError(f"{name}: target {row['formula']} ({row['material_id']}) is in no base run")
-            rows[row["material_id"]]["sources"].update(row["sources"])
-        notes.append(f"{name} replaces {', '.join(_result(run)['sources'])} on its {len(_result(run)['per_target'])} "
-                     "targets")  # fmt: skip
+            missing = [s for s in chosen if s not in row["sources"]]
+            if missing:
+                raise PoolError(f"{name} has no {', '.join(missing)} results for {row['formula']}")
+            rows[row["material_id"]]["sources"].update({s: row["sources"][s] for s in chosen})
+        notes.append(f"{name} replaces {', '.join(chosen)} on its {len(_result(run)['per_target'])} targets")
     per_target = list(rows.values())
     present = {source for row in per_target for source in row["sources"]}
     sources = [s for s in SOURCE_ORDER if s in present]
     bins = [b for b in ("1-6", *LARGE_BINS) if any(row["bin"] == b for row in per_target)]
-    return {"runs": [name for name, _ in base], "variants": [name for name, _ in variants], "settings": settings,
+    return {"runs": [name for name, _ in base], "variants": [v[0] for v in variants], "settings": settings,
             "notes": notes, "sources": sources, "per_target": per_target,
             "bins": summarise(per_target, sources, bins)}  # fmt: skip
 
@@ -175,17 +178,30 @@ def _load(path: Path) -> tuple[str, dict[str, Any]]:
         raise PoolError(f"cannot read {path}: {err}") from None
 
 
+def _load_variant(spec: str) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+    """``path.json`` or ``path.json:source,source`` (only those sources of the variant run)."""
+    head, sep, names = spec.rpartition(".json:")
+    path = head + ".json" if sep else spec
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip())
+    unknown = [n for n in chosen if n not in SOURCE_ORDER]
+    if unknown:
+        raise PoolError(f"--variant {spec}: unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCE_ORDER)}")
+    name, run = _load(Path(path))
+    return (name + (f" ({', '.join(chosen)})" if chosen else ""), run, chosen)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--variant", "variants", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A variant run whose sources replace the base runs' on its targets (repeatable).")
+@click.option("--variant", "variants", multiple=True, metavar="RUN.json[:SOURCE,...]",
+              help="A variant run whose sources (all, or those named after a colon) replace the base runs' on "
+                   "its targets (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for <stem>.json and <stem>.md.")
 @click.option("--stem", default="search_efficiency_pooled", show_default=True, help="Output file name.")
-def main(runs: tuple[Path, ...], variants: tuple[Path, ...], out: Path, stem: str) -> None:
+def main(runs: tuple[Path, ...], variants: tuple[str, ...], out: Path, stem: str) -> None:
     """Pool search-efficiency RUNS (their JSON files) and check issue 7's targets on the pool."""
     try:
-        pooled = pool([_load(p) for p in runs], [_load(p) for p in variants])
+        pooled = pool([_load(p) for p in runs], [_load_variant(v) for v in variants])
     except PoolError as err:
         raise click.ClickException(str(err)) from None
     checks = {s: issue7_targets(pooled["per_target"], s) for s in UNIMAT_SOURCES if s in pooled["sources"]}

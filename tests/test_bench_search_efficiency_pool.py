@@ -51,6 +51,23 @@ def test_pool_merges_draws_counts_shared_targets_once_and_applies_variants(sp):
     assert table["unimat-template"]["hits"] == 10 and table["random"]["seeds"] == 40
 
 
+def test_a_variant_can_give_only_some_of_its_sources(sp, tmp_path):
+    a = record([row("a1", "7-12", random=stats(0, 100), template=stats(5, 50), unimat_template=stats(5, 50))])
+    variant = record([row("a1", "7-12", unimat_template=stats(8, 30), template=stats(9, 30))])
+    pooled = sp.pool([("A", a)], [("V", variant, ("unimat-template",))])
+    assert pooled["per_target"][0]["sources"]["template"]["hits"] == 5  # kept from the base run
+    assert pooled["per_target"][0]["sources"]["unimat-template"]["hits"] == 8
+    with pytest.raises(sp.PoolError, match="has no random results"):
+        sp.pool([("A", a)], [("V", variant, ("random",))])
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(variant))
+    name, _, chosen = sp._load_variant(f"{path}:unimat-template")
+    assert chosen == ("unimat-template",) and name == "v.json (unimat-template)"
+    assert sp._load_variant(str(path))[2] == ()
+    with pytest.raises(sp.PoolError, match="unknown source"):
+        sp._load_variant(f"{path}:diffusion")
+
+
 def test_issue7_checks_use_paired_targets_and_the_issue_bounds(sp):
     rows = [row("x", "7-12", random=stats(0, 100), template=stats(4, 40), unimat_template=stats(9, 40)),
             row("y", "7-12", random=stats(0, 100), template=stats(4, 40), unimat_template=stats(9, 40)),
