@@ -181,7 +181,7 @@ def _load(path: Path) -> tuple[str, dict[str, Any]]:
 def _load_variant(spec: str) -> tuple[str, dict[str, Any], tuple[str, ...]]:
     """``path.json`` or ``path.json:source,source`` (only those sources of the variant run)."""
     head, sep, names = spec.rpartition(".json:")
-    path = head + ".json" if sep else spec
+    path, names = (head + ".json", names) if sep else (spec, "")
     chosen = tuple(n.strip() for n in names.split(",") if n.strip())
     unknown = [n for n in chosen if n not in SOURCE_ORDER]
     if unknown:
