@@ -152,6 +152,13 @@ def main() -> None:
     help="Noise level(s) in (0, 1] for unimat-template seeds: one value, or a comma list, one per pass "
     "over the ranked templates  [default: 0.3,0.5].",
 )
+@click.option(
+    "--ordered-templates/--no-ordered-templates",
+    default=True,
+    show_default=True,
+    help="Template-based seeds also use ordered substitution (two elements ordered on one element's sites "
+    "of a parent structure); --no-ordered-templates: prototype substitution alone.",
+)
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write an ASE database.")
 @click.option("--plot", is_flag=True, help="Draw the report PNGs into OUT/report.")
 @click.option("--quiet", is_flag=True, help="Print only the final table.")
@@ -197,6 +204,7 @@ def run_command(**options: Any) -> None:
             model=options["model"],
             template_reference=options["templates"],
             unimat_strength=_parse_strength(options["strength"]),
+            ordered_templates=options["ordered_templates"],
             db=options["db"],
             plot=options["plot"],
         )

@@ -61,8 +61,8 @@ def test_template_source_alternates_prototype_and_ordered_candidates(index):
 
     assert list(Alternating([1, 2, 3, 4], ["a"])) == [1, "a", 2, 3, 4]
     assert list(Alternating([], ["a", "b"])) == ["a", "b"]
-    plain = TemplateSeedSource(reference=index)
-    ordered = TemplateSeedSource(reference=index, ordered=True)
+    plain = TemplateSeedSource(reference=index, ordered=False)
+    ordered = TemplateSeedSource(reference=index)  # the default
     counts = {"K": 4, "Br": 4}  # a rocksalt template exists; KBr on fcc sites is an ordering too
     assert len(ordered.candidates(counts)) == len(plain.candidates(counts)) + len(
         ordered.candidates(counts)._second)  # fmt: skip

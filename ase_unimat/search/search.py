@@ -115,6 +115,9 @@ class Search:
     unimat_strength
         Noise level(s) in (0, 1] of ``unimat-template`` seeds: one value, or one per pass over the
         ranked templates (None: the source's default, 0.3 then 0.5).
+    ordered_templates
+        Template-based seeds (``template``, ``unimat-template``) also use ordered-substitution
+        candidates (:mod:`ase_unimat.ordered_templates`); False: prototype substitution alone.
     db
         Also write the unique structures to this ASE database after :meth:`run`.
     plot
@@ -142,6 +145,7 @@ class Search:
         model: Any = None,
         template_reference: Any = None,
         unimat_strength: float | Sequence[float] | None = None,
+        ordered_templates: bool = True,
         db: str | Path | None = None,
         plot: bool = False,
     ) -> None:
@@ -179,6 +183,7 @@ class Search:
         self.model = model
         self.template_reference = template_reference
         self.unimat_strength = _strengths(unimat_strength)
+        self.ordered_templates = bool(ordered_templates)
         self.source = self._seed_source()
         self.results: list[RelaxResult] = []  # relaxations finished by this object (not earlier runs)
         self.last_result: RelaxResult | None = None
@@ -320,7 +325,7 @@ class Search:
         options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
         return make_seed_sources(
             self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec(),
-            unimat_options=options,
+            unimat_options=options, template_options={"ordered": self.ordered_templates},
         )  # fmt: skip
 
     def _cell_spec(self) -> Any:
@@ -352,6 +357,7 @@ class Search:
             "template_reference": None if self.template_reference is None else str(self.template_reference),
             "n": self.n,
             **({} if self.unimat_strength is None else {"unimat_strength": list(self.unimat_strength)}),
+            **({} if self.ordered_templates else {"ordered_templates": False}),
         }
 
     def _open_store(self) -> RunStore | None:

@@ -6,7 +6,7 @@ symmetric strain with entries of standard deviation ``strain`` and Gaussian disp
 ``rattle`` Angstrom, both from ``seed_rng(run_seed, "template", k)``. Seeds within the list are the
 substituted templates exactly, so the first ``n`` seeds do not depend on ``run_seed``.
 
-With ``ordered=True`` the list also holds ordered-substitution candidates
+With ``ordered=True`` (the default) the list also holds ordered-substitution candidates
 (:mod:`ase_unimat.ordered_templates`: orderings of two target elements on the sites of one element
 of a parent with one element fewer), alternating with the prototype-substitution ones (those
 first); either kind alone is used when the other has none.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ase_unimat.search.seeds import Seed, make_seed, seed_rng
+from ase_unimat.search.seeds import Seed, formula_label, make_seed, seed_rng
 
 
 @dataclass
@@ -38,14 +38,14 @@ class TemplateSeedSource:
     strain, rattle
         Perturbation of repeated candidates (relative strain, Angstrom).
     ordered
-        Also use ordered-substitution candidates (see above).
+        Also use ordered-substitution candidates (see above); False gives prototype substitution alone.
     """
 
     reference: Any = None
     exclude_ids: Iterable[str] = ()
     strain: float = 0.03
     rattle: float = 0.05
-    ordered: bool = False
+    ordered: bool = True
     name: str = "template"
     _index: Any = field(default=None, init=False, repr=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
@@ -81,8 +81,8 @@ class TemplateSeedSource:
                     derived = ordered_candidates(self.index(), counts, exclude_ids=set(self.exclude_ids))
                 except NoTemplateError:
                     if missing:
-                        raise NoTemplateError(f"no template for {dict(counts)}: neither prototype nor ordered "
-                                              "substitution has a fitting reference structure") from None
+                        raise NoTemplateError(f"no template for {formula_label(counts)}: neither prototype nor "
+                                              "ordered substitution has a fitting reference structure") from None
                     derived = []
                 self._cache[key] = Alternating(exact, derived)
         return self._cache[key]

@@ -109,3 +109,13 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
 def test_report_of_a_folder_that_is_no_run(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code != 0 and "not a unimat-airss run directory" in result.output
+
+
+def test_no_ordered_templates_is_recorded_in_the_run_folder(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = _invoke(["--formula", "CuAu", "--formula-units", "1", "-n", "1", *FAST, "--out", str(out),
+                      "--no-ordered-templates", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["ordered_templates"] is False

@@ -243,3 +243,13 @@ def test_unimat_strength_reaches_the_seed_source_and_the_manifest():
     assert search.source.sources["unimat-template"].strengths == (0.2, 0.4)
     assert search.manifest()["unimat_strength"] == [0.2, 0.4]
     assert "unimat_strength" not in Search("CuAu", **FAST).manifest()  # old run folders still resume
+
+
+def test_ordered_templates_reach_the_template_sources_and_the_manifest():
+    plain = Search("CuAu", **{**FAST, "seeds": "template,unimat-template"}, ordered_templates=False)
+    assert plain.source.sources["template"].ordered is False
+    assert plain.source.sources["unimat-template"].template_options == {"ordered": False}
+    assert plain.manifest()["ordered_templates"] is False
+    default = Search("CuAu", **{**FAST, "seeds": "template"})
+    assert default.source.sources["template"].ordered is True
+    assert "ordered_templates" not in default.manifest()  # the default: old run folders still resume
