@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from ase.build import bulk
 
@@ -56,18 +58,24 @@ def test_no_parent_is_a_no_template_error(index):
         ordered_candidates(index, {"Mg": 2, "Si": 1, "O": 4})
 
 
-def test_template_source_alternates_prototype_and_ordered_candidates(index):
-    from ase_unimat.search.template_seeds import Alternating, TemplateSeedSource
+def test_template_source_merges_prototype_and_ordered_candidates_by_prior(index):
+    from ase_unimat.search.template_seeds import MergedByPrior, TemplateSeedSource
 
-    assert list(Alternating([1, 2, 3, 4], ["a"])) == [1, "a", 2, 3, 4]
-    assert list(Alternating([], ["a", "b"])) == ["a", "b"]
+    def cands(*keys):
+        return [SimpleNamespace(supercell=m, prior=p, name=f"{m}/{p}") for m, p in keys]
+
+    merged = MergedByPrior(cands((1, 0.5), (1, 2.0), (2, 0.1)), cands((1, 1.0), (1, 0.2), (1, 2.0)))
+    assert [c.name for c in merged] == ["1/0.5", "1/1.0", "1/0.2", "1/2.0", "1/2.0", "2/0.1"]  # heads compared
+    assert [c.name for c in MergedByPrior([], cands((1, 3.0)))] == ["1/3.0"] and merged[-1].name == "2/0.1"
     plain = TemplateSeedSource(reference=index, ordered=False)
     ordered = TemplateSeedSource(reference=index)  # the default
     counts = {"K": 4, "Br": 4}  # a rocksalt template exists; KBr on fcc sites is an ordering too
-    assert len(ordered.candidates(counts)) == len(plain.candidates(counts)) + len(
-        ordered.candidates(counts)._second)  # fmt: skip
-    seeds = ordered.make(counts, [0, 1], run_seed=0)
-    assert "template_ordering" not in seeds[0].atoms.info and "template_ordering" in seeds[1].atoms.info
+    both = ordered.candidates(counts)
+    n_plain = len(plain.candidates(counts))
+    assert n_plain >= 1 and len(both) > n_plain
+    seeds = ordered.make(counts, range(len(both)), run_seed=0)
+    kinds = ["template_ordering" in s.atoms.info for s in seeds]
+    assert kinds.count(False) == n_plain and any(kinds)
     only_ordered = ordered.make({"Cu": 3, "Au": 1}, [0], run_seed=0)  # no Cu3Au-like reference: orderings alone
     assert only_ordered[0].atoms.info["template_id"] == "fcc"
     with pytest.raises(NoTemplateError):

@@ -8,8 +8,10 @@ substituted templates exactly, so the first ``n`` seeds do not depend on ``run_s
 
 With ``ordered=True`` (the default) the list also holds ordered-substitution candidates
 (:mod:`ase_unimat.ordered_templates`: orderings of two target elements on the sites of one element
-of a parent with one element fewer), alternating with the prototype-substitution ones (those
-first); either kind alone is used when the other has none.
+of a parent with one element fewer), merged with the prototype-substitution ones by one rule,
+(supercell factor, prior), where an ordered candidate's prior is its parent's plus the chemical
+distance of the two elements sharing a site (prototype substitution first on a tie); either kind
+alone is used when the other has none.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class TemplateSeedSource:
                         raise NoTemplateError(f"no template for {formula_label(counts)}: neither prototype nor "
                                               "ordered substitution has a fitting reference structure") from None
                     derived = []
-                self._cache[key] = Alternating(exact, derived)
+                self._cache[key] = MergedByPrior(exact, derived)
         return self._cache[key]
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
@@ -107,15 +109,30 @@ class TemplateSeedSource:
         return seeds
 
 
-class Alternating(Sequence):
-    """Items of two ranked sequences taken in turn (``first[0], second[0], first[1], ...``), the rest
-    of the longer one after the shorter runs out; items are read only when accessed."""
+class MergedByPrior(Sequence):
+    """Two ranked candidate sequences merged by ``(supercell, prior)``: at each position the head with
+    the smaller key is taken (the first sequence's on a tie); items are built only when reached."""
 
     def __init__(self, first: Sequence, second: Sequence) -> None:
-        self._first, self._second = first, second
+        self._lists = (first, second)
+        self._taken: list[tuple[int, int]] = []  # (which list, index in it) of each merged position
+        self._heads = [0, 0]
 
     def __len__(self) -> int:
-        return len(self._first) + len(self._second)
+        return len(self._lists[0]) + len(self._lists[1])
+
+    def _head_key(self, which: int) -> tuple[int, float] | None:
+        items, head = self._lists[which], self._heads[which]
+        if head >= len(items):
+            return None
+        return items[head].supercell, items[head].prior
+
+    def _extend(self, upto: int) -> None:
+        while len(self._taken) <= upto:
+            first, second = self._head_key(0), self._head_key(1)
+            which = 0 if second is None or (first is not None and first <= second) else 1
+            self._taken.append((which, self._heads[which]))
+            self._heads[which] += 1
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -123,8 +140,6 @@ class Alternating(Sequence):
         if not -len(self) <= i < len(self):
             raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
         i %= len(self)
-        shared = min(len(self._first), len(self._second))
-        if i < 2 * shared:
-            return (self._first, self._second)[i % 2][i // 2]
-        longer = self._first if len(self._first) > shared else self._second
-        return longer[i - shared]
+        self._extend(i)
+        which, j = self._taken[i]
+        return self._lists[which][j]
