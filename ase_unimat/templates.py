@@ -67,7 +67,22 @@ class TemplateCandidate:
     n_duplicates: int = 0  # lower-ranked candidates that were the same structure
 
 
-class CandidateList(Sequence[TemplateCandidate]):
+class LazyCandidates(Sequence[TemplateCandidate]):
+    """A ranked candidate sequence whose items are made on access: indexing, slices and bounds here;
+    subclasses give ``__len__`` and ``_item(i)`` for ``0 <= i < len``."""
+
+    def _item(self, i: int) -> TemplateCandidate:
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
+        return self._item(i % len(self))
+
+
+class CandidateList(LazyCandidates):
     """Ranked candidates, each turned into Atoms on first access (ranking and dedup are done)."""
 
     def __init__(self, slots: list[int], build) -> None:
@@ -78,12 +93,7 @@ class CandidateList(Sequence[TemplateCandidate]):
     def __len__(self) -> int:
         return len(self._slots)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
-        i %= len(self)
+    def _item(self, i: int) -> TemplateCandidate:
         if i not in self._made:
             self._made[i] = self._build(self._slots[i])
         return self._made[i]

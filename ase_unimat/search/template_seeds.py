@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ase_unimat.search.seeds import Seed, formula_label, make_seed, seed_rng
+from ase_unimat.templates import LazyCandidates
 
 
 @dataclass
@@ -109,7 +110,7 @@ class TemplateSeedSource:
         return seeds
 
 
-class MergedByPrior(Sequence):
+class MergedByPrior(LazyCandidates):
     """Two ranked candidate sequences merged by ``(supercell, prior)``: at each position the head with
     the smaller key is taken (the first sequence's on a tie); items are built only when reached."""
 
@@ -134,12 +135,7 @@ class MergedByPrior(Sequence):
             self._taken.append((which, self._heads[which]))
             self._heads[which] += 1
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"candidate {i} out of range ({len(self)} candidates)")
-        i %= len(self)
+    def _item(self, i: int):
         self._extend(i)
         which, j = self._taken[i]
         return self._lists[which][j]
