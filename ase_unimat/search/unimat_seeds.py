@@ -6,7 +6,7 @@ composition the model cannot build (more than ``L`` atoms of one element, an ele
 raises :class:`~ase_unimat.search.seeds.NoSeedsForFormula`, so mixed runs fall back to the others.
 
 With ``start="template"`` (the ``unimat-template`` source), the reverse diffusion starts from
-prototype-substitution templates (:class:`~ase_unimat.search.template_seeds.TemplateSeedSource`)
+templates (:class:`~ase_unimat.search.template_seeds.TemplateSeedSource`: prototype and ordered substitution)
 noised to a time ``strength`` in (0, 1], so the model rebuilds each template's details for the new
 chemistry. Seed ``k`` starts from template seed ``k`` (candidate ``k mod n`` of the ``n`` ranked
 candidates, in cycle ``k // n``) at level ``strength[min(cycle, m - 1)]`` of the ``m`` levels
