@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
+from ase_unimat.search.seeds import formula_label
 from ase_unimat.search.volume import sphere_volume
 from ase_unimat.templates import CHI_SCALE, RADIUS_SCALE, NoTemplateError, TemplateCandidate, TemplateIndex
 
@@ -58,8 +59,7 @@ def merges(index: TemplateIndex, counts: Mapping[str, int]) -> list[Merge]:
     out = []
     for a, b in itertools.combinations(sorted(counts), 2):
         host, guest = sorted((a, b), key=lambda s: (-counts[s], chi[atomic_numbers[s]], atomic_numbers[s]))
-        merged = {s: int(n) for s, n in counts.items() if s != guest}
-        merged[host] += int(counts[guest])
+        merged = _merged(counts, host, guest)
         za, zb = atomic_numbers[host], atomic_numbers[guest]
         cost = abs(chi[za] - chi[zb]) / CHI_SCALE + abs(covalent_radii[za] - covalent_radii[zb]) / RADIUS_SCALE
         out.append(Merge(merged, host, guest, int(counts[guest]), float(cost)))
@@ -68,12 +68,14 @@ def merges(index: TemplateIndex, counts: Mapping[str, int]) -> list[Merge]:
 
 def merged_compositions(counts: Mapping[str, int]) -> list[dict[str, int]]:
     """The parent compositions of every pairwise merge (host/guest roles do not change which)."""
-    out = []
-    for a, b in itertools.combinations(sorted(counts), 2):
-        merged = {s: int(n) for s, n in counts.items() if s != b}
-        merged[a] += int(counts[b])
-        out.append(merged)
-    return out
+    return [_merged(counts, a, b) for a, b in itertools.combinations(sorted(counts), 2)]
+
+
+def _merged(counts: Mapping[str, int], host: str, guest: str) -> dict[str, int]:
+    """``counts`` with the guest's atoms counted as the host's."""
+    merged = {s: int(n) for s, n in counts.items() if s != guest}
+    merged[host] += int(counts[guest])
+    return merged
 
 
 def orderings(parent, host: str, guest: str, n_guest: int, *, max_combinations: int = MAX_COMBINATIONS,
@@ -139,7 +141,7 @@ def ordered_candidates(index: TemplateIndex, counts: Mapping[str, int], *, exclu
             if derived:
                 parents.append((parent.supercell, merge.cost + parent.prior, len(parents), merge, parent, derived))
     if not parents:
-        raise NoTemplateError(f"no ordered-substitution template for {_label(counts)}: no parent composition with "
+        raise NoTemplateError(f"no ordered-substitution template for {formula_label(counts)}: no parent composition with "
                               "one element fewer has a fitting reference structure")  # fmt: skip
     parents.sort(key=lambda p: p[:3])
     out = []
@@ -156,9 +158,3 @@ def ordered_candidates(index: TemplateIndex, counts: Mapping[str, int], *, exclu
                                          {**parent.mapping, f"{merge.host} sites": f"{merge.host}+{merge.guest}"},
                                          score, parent.supercell))  # fmt: skip
     return out
-
-
-def _label(counts: Mapping[str, int]) -> str:
-    from ase_unimat.formula import format_formula
-
-    return format_formula(counts)

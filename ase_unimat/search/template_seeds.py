@@ -68,26 +68,23 @@ class TemplateSeedSource:
             from ase_unimat.templates import NoTemplateError
 
             try:
-                exact = self.index().candidates(counts, exclude_ids=set(self.exclude_ids))
+                found = self.index().candidates(counts, exclude_ids=set(self.exclude_ids))
             except NoTemplateError:
                 if not self.ordered:
                     raise
-                exact, missing = [], True
-            else:
-                missing = False
-            if not self.ordered:
-                self._cache[key] = exact
-            else:
+                found = []
+            if self.ordered:
                 from ase_unimat.ordered_templates import ordered_candidates
 
                 try:
                     derived = ordered_candidates(self.index(), counts, exclude_ids=set(self.exclude_ids))
                 except NoTemplateError:
-                    if missing:
+                    if not found:
                         raise NoTemplateError(f"no template for {formula_label(counts)}: neither prototype nor "
                                               "ordered substitution has a fitting reference structure") from None
                     derived = []
-                self._cache[key] = MergedByPrior(exact, derived)
+                found = MergedByPrior(found, derived)
+            self._cache[key] = found
         return self._cache[key]
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
