@@ -111,6 +111,7 @@ class ConvertOptions:
     overwrite: bool = False
     dedup: bool = False
     exclude: tuple[str, ...] = ()
+    exclude_formulas: tuple[str, ...] = ()
     batch_size: int = 512
     progress: bool = False
 
@@ -229,6 +230,8 @@ def run_key(paths: Sequence[Path], options: ConvertOptions) -> str:
         "inputs": [_identity(p) for p in paths], "L": options.n_slots, "max_atoms": options.max_atoms,
         "columns": [[c.name, list(c.sources)] for c in options.columns], "dedup": options.dedup,
         "exclude": [_identity(Path(p)) for p in options.exclude], "append": options.append,
+        **({"exclude_formulas": [_identity(Path(p)) for p in options.exclude_formulas]}
+           if options.exclude_formulas else {}),
         "format_version": FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -252,6 +255,47 @@ def read_id_list(path: str | Path) -> set[str]:
                 raise ConversionError(f"{path} has no material_id column")
             return {row["material_id"].strip() for row in reader}
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+_FORMULA_COLUMNS = ("reduced_formula", "pretty_formula", "formula", "composition")
+
+
+def read_formula_list(path: str | Path) -> set[str]:
+    """Reduced formulas (Hill order) of every structure listed in ``path``.
+
+    ``path`` is a dataset (.h5, its ``formula`` strings), a CSV with one of the columns
+    ``reduced_formula``, ``pretty_formula``, ``formula`` or ``composition`` (.csv/.csv.gz), or a
+    text file with one formula per line. Any formula of a composition (``Mg2O2``, ``MgO``) gives the
+    same reduced formula, so every polymorph and cell size of it is excluded.
+    """
+    from ase_unimat.formula import FormulaError, parse_formula, reduced_formula
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"no such formula file: {path}")
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            texts = [t.decode() if isinstance(t, bytes) else str(t) for t in f["formula"][:]]
+    elif input_format(path) == "csv":
+        from ase_unimat.readers import _open_text
+
+        with _open_text(path) as handle:
+            reader = csv.DictReader(handle)
+            column = next((c for c in _FORMULA_COLUMNS if c in (reader.fieldnames or [])), None)
+            if column is None:
+                raise ConversionError(f"{path} has none of the columns {', '.join(_FORMULA_COLUMNS)}")
+            texts = [row[column] for row in reader]
+    else:
+        texts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    formulas = set()
+    for text in texts:
+        try:
+            formulas.add(reduced_formula(parse_formula(text.replace(" ", ""))))
+        except FormulaError as err:
+            raise ConversionError(f"{path}: {err}") from None
+    return formulas
 
 
 def _raw_stream(paths: Sequence[Path], start: int) -> Iterator[RawRecord]:
@@ -345,14 +389,17 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         raise ConversionError(str(err)) from None
     resumed_at = part_end(parts[-1]) if parts else 0
     excluded = set().union(*(read_id_list(p) for p in options.exclude)) if options.exclude else set()
+    excluded_formulas = set().union(*(read_formula_list(p) for p in options.exclude_formulas))
     seen = set(existing_ids)
     if options.dedup:
         for part in parts:
             seen.update(load_part(part)["material_id"].tolist())
 
-    def accept(record_id: str):
+    def accept(record_id: str, numbers) -> tuple[str, str] | None:
         if record_id in excluded:
             return ("excluded", "id is in an --exclude list")
+        if excluded_formulas and _reduced_formula_of(numbers) in excluded_formulas:
+            return ("excluded_formula", "composition is in an --exclude-formulas list")
         if options.dedup:
             if record_id in seen:
                 return ("duplicate", "id converted earlier")
@@ -364,6 +411,14 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     summary.seconds = time.perf_counter() - t0
     summary.resumed_at = resumed_at
     return summary
+
+
+def _reduced_formula_of(numbers) -> str:
+    from ase_unimat.formula import reduced_formula
+    from ase_unimat.periodic_table import z_to_symbol
+
+    z, counts = np.unique(np.asarray(numbers), return_counts=True)
+    return reduced_formula({z_to_symbol(int(a)): int(c) for a, c in zip(z, counts, strict=True)})
 
 
 def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:

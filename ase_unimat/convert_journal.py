@@ -95,12 +95,12 @@ class PartBuilder:
         self.skipped: list[tuple[str, str, str, str]] = []
 
     def add(self, result: tuple, *, accept) -> None:
-        """Take the next record's worker result; ``accept(id)`` returns ``None`` or a (reason, message) skip."""
+        """Take the next record's worker result; ``accept(id, numbers)`` returns ``None`` or a (reason, message) skip."""
         self.end += 1
         if result[0] == "skip":
             self.skipped.append(tuple(str(x) for x in result[1:5]))
             return
-        verdict = accept(result[1])
+        verdict = accept(result[1], result[3])
         if verdict:
             self.skipped.append((result[1], result[2], verdict[0], verdict[1]))
         else:

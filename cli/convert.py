@@ -60,11 +60,14 @@ def main() -> None:
 @click.option("--dedup", is_flag=True, help="Skip a record whose id is already converted (in OUTPUT or earlier).")
 @click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Skip ids listed in this file (.h5 dataset, CSV with material_id, or one id per line); repeatable.")
+@click.option("--exclude-formulas", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Skip every structure whose reduced formula is listed in this file (.h5 dataset, CSV with "
+                   "reduced_formula/pretty_formula/formula, or one formula per line); repeatable.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Input records per committed part (work redone after a kill).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def build(inputs: tuple[str, ...], output: str, n_slots: int, max_atoms: int, columns: str, workers: int,
-          append: bool, overwrite: bool, dedup: bool, exclude: tuple[str, ...], batch_size: int,
+          append: bool, overwrite: bool, dedup: bool, exclude: tuple[str, ...], exclude_formulas: tuple[str, ...], batch_size: int,
           progress: bool) -> None:
     """Convert INPUTS into the dataset OUTPUT; rerun the same command to resume after a crash."""
     from ase_unimat.convert import ConversionError, ConvertOptions, convert, parse_columns
@@ -72,7 +75,8 @@ def build(inputs: tuple[str, ...], output: str, n_slots: int, max_atoms: int, co
     try:
         options = ConvertOptions(n_slots=n_slots, max_atoms=max_atoms, columns=parse_columns(columns),
                                  workers=workers, append=append, overwrite=overwrite, dedup=dedup,
-                                 exclude=tuple(exclude), batch_size=batch_size, progress=progress)
+                                 exclude=tuple(exclude),
+                                 exclude_formulas=tuple(exclude_formulas), batch_size=batch_size, progress=progress)
         summary = convert(inputs, output, options=options)
     except (ConversionError, ValueError, OSError) as err:
         raise click.ClickException(" ".join(str(err).split())) from None
