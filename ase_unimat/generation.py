@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ase_unimat.formula import FormulaError, composition_grid, format_formula, parse_formula
+from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
 
 DEFAULT_MODEL = "unimat-mp20"
 MODEL_FILE = "model.pt"
@@ -57,7 +57,7 @@ def resolve_device(device: str | None = "auto"):
 
 
 def load_model(model=None, *, device: str = "auto"):
-    """A :class:`~ase_unimat.diffusion.UniMatModel` in eval mode, from a path, a name or a model object.
+    """A :class:`~ase_unimat.model.diffusion.UniMatModel` in eval mode, from a path, a name or a model object.
 
     Parameters
     ----------
@@ -70,8 +70,8 @@ def load_model(model=None, *, device: str = "auto"):
     """
     import torch
 
-    from ase_unimat.config import from_dict
-    from ase_unimat.diffusion import UniMatModel, build_model
+    from ase_unimat.model.config import from_dict
+    from ase_unimat.model.diffusion import UniMatModel, build_model
 
     dev = resolve_device(device)
     if isinstance(model, UniMatModel):
@@ -106,7 +106,7 @@ def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
 
 
 def grid_cell(symbol: str) -> tuple[int, int]:
-    from ase_unimat.periodic_table import cell_of, symbol_to_z
+    from ase_unimat.core.periodic_table import cell_of, symbol_to_z
 
     return cell_of(symbol_to_z(symbol))
 
@@ -180,7 +180,7 @@ def generate(
     """
     import torch
 
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     sample = get_sampler(sampler)
     if seeds is None:
@@ -222,7 +222,7 @@ def _encode_starts(
     start: Sequence[Atoms], counts: Mapping[str, int], n: int, n_slots: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, L, 9, 18, 3) coords and (n, 6) lattices of the starting structures, checked against ``counts``."""
-    from ase_unimat.representation import encode
+    from ase_unimat.core.representation import encode
 
     start = list(start)
     if len(start) != n:

@@ -3,7 +3,7 @@
 Run:  python -m bench model_quality [--quick]   (the shipped models/unimat-mp20; from Python:
       ``run(quick=False, out_dir=..., model="path/to/model.pt")`` or :func:`run_model_quality`)
 
-Protocol (issue 7, with the instruments of ``ase_unimat.metrics`` and ``ase_unimat.stability``):
+Protocol (issue 7, with the instruments of ``ase_unimat.evaluation.metrics`` and ``ase_unimat.evaluation.stability``):
 
 1. **CSP**. Each test structure's cell composition is sampled by the model (the sampler's own
    defaults: ancestral, the model's steps and guidance), all compositions of a batch together (the
@@ -101,7 +101,7 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     ``path`` (a CSV or the converter's HDF5), else ``$UNIMAT_TEST_H5``, else
     ``<shared data>/mp_20/test.csv.gz`` read with the converter's readers.
     """
-    from ase_unimat.stability import default_data_dir
+    from ase_unimat.evaluation.stability import default_data_dir
 
     path = Path(path) if path is not None else None
     if path is None and os.environ.get(TEST_H5_VARIABLE):
@@ -110,12 +110,12 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     if not path.exists():
         raise FileNotFoundError(f"mp_20 test set {path} not found (set UNIMAT_SHARED_DATA or {TEST_H5_VARIABLE})")
     if path.suffix in (".h5", ".hdf5"):
-        from ase_unimat.dataset import read_atoms
+        from ase_unimat.data.hdf5 import read_atoms
 
         return read_atoms(path), str(path)
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.readers import RecordError, iter_records
+    from ase_unimat.data.readers import RecordError, iter_records
 
     structures = []
     for record in iter_records(path):
@@ -169,9 +169,9 @@ def sample_compositions(
     import numpy as np
     import torch
 
-    from ase_unimat.formula import FormulaError
-    from ase_unimat.generate import composition_for
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.core.formula import FormulaError
+    from ase_unimat.generation import composition_for
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     sample = get_sampler(settings.sampler)
     cfg = net.config.diffusion
@@ -241,7 +241,7 @@ def csp_scores(
     samples: dict[int, list[Any]], references: Sequence[Any], topk_indices: Sequence[int], *, k: int
 ) -> dict[str, Any]:
     """match@1 / RMSE@1 over every sampled reference, match@k / RMSE@k over ``topk_indices``."""
-    from ase_unimat.metrics import CSP_MATCHER, csp_match
+    from ase_unimat.evaluation.metrics import CSP_MATCHER, csp_match
 
     indices = sorted(samples)
     at_1 = csp_match([samples[i][:1] for i in indices], [references[i] for i in indices], k=1)
@@ -258,7 +258,7 @@ def reference_fingerprints(references: Sequence[Any], cache_dir: Path | None) ->
     """``metrics.fingerprints`` of ``references``, read from / written to ``cache_dir`` (keyed by content)."""
     import numpy as np
 
-    from ase_unimat.metrics import Fingerprints, fingerprints
+    from ase_unimat.evaluation.metrics import Fingerprints, fingerprints
 
     digest = hashlib.sha1()
     for atoms in references:
@@ -282,7 +282,7 @@ def generative_scores(
     generated: Sequence[Any], references: Sequence[Any], *, cache_dir: Path | None
 ) -> dict[str, Any]:
     """``metrics.generation_metrics`` (mp_20 cutoffs) of ``generated`` against ``references``."""
-    from ase_unimat.metrics import generation_metrics
+    from ase_unimat.evaluation.metrics import generation_metrics
 
     ref_fp = reference_fingerprints(references, cache_dir)
     out = generation_metrics(list(generated), list(references), dataset="mp_20", reference_fingerprints=ref_fp)
@@ -297,7 +297,7 @@ def generative_scores(
 def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) -> list[str]:
     """Elements with neither an elemental phase in ``hull_records`` nor an ASE reference state: no hull
     containing them can be built by ``stability`` (it raises)."""
-    from ase_unimat.stability import elemental_fallbacks
+    from ase_unimat.evaluation.stability import elemental_fallbacks
 
     have = {next(iter(r.elements)) for r in hull_records if len(r.elements) == 1}
     missing = []
@@ -317,7 +317,7 @@ def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
     from pymatgen.core import Composition
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.stability import ReferenceRecord
+    from ase_unimat.evaluation.stability import ReferenceRecord
 
     out = []
     with warnings.catch_warnings():
@@ -344,14 +344,14 @@ def stability_scores(
     import numpy as np
     from pymatgen.core import Composition
 
-    from ase_unimat.search.relax import RelaxSettings
-    from ase_unimat.stability import (
+    from ase_unimat.evaluation.stability import (
         EnergyCache,
         competing_phases,
         elemental_fallbacks,
         phase_energies,
         stability_report,
     )
+    from ase_unimat.search.relax import RelaxSettings
 
     limit = settings.hull_max_dft_e_above_hull
     hull = [r for r in hull_records  # elements always kept; NaN (unknown) kept
@@ -446,8 +446,8 @@ def model_identity(model: Any) -> dict[str, Any]:
     """Name, file and training step of ``model`` (a path, a name, None or a loaded model)."""
     import torch
 
-    from ase_unimat.diffusion import UniMatModel
-    from ase_unimat.generate import resolve_model_path
+    from ase_unimat.generation import resolve_model_path
+    from ase_unimat.model.diffusion import UniMatModel
 
     if isinstance(model, UniMatModel):
         return {"name": getattr(model, "model_name", model.config.name), "path": None, "step": None}
@@ -459,8 +459,8 @@ def model_identity(model: Any) -> dict[str, Any]:
 
 def default_training(model: Any) -> list[Any]:
     """The model folder's ``reference.h5`` (its training structures) as ``ase.Atoms``."""
-    from ase_unimat.dataset import read_atoms
-    from ase_unimat.generate import resolve_model_path
+    from ase_unimat.data.hdf5 import read_atoms
+    from ase_unimat.generation import resolve_model_path
 
     path = resolve_model_path(model).parent / "reference.h5"
     if not path.exists():
@@ -501,7 +501,7 @@ def run_model_quality(
     import numpy as np
     import torch
 
-    from ase_unimat.generate import load_model
+    from ase_unimat.generation import load_model
 
     wall: dict[str, float] = {}
     start = time.perf_counter()
@@ -531,7 +531,7 @@ def run_model_quality(
     say(f"generation: { {k: v for k, v in generation.items() if isinstance(v, float)} }")
     stability: dict[str, Any] = {"skipped": "n_stability = 0"}
     if settings.n_stability:
-        from ase_unimat.stability import HULL_SOURCES, load_reference_records
+        from ase_unimat.evaluation.stability import HULL_SOURCES, load_reference_records
 
         start = time.perf_counter()
         hull = list(hull_records) if hull_records is not None else load_reference_records(sources=HULL_SOURCES)

@@ -143,7 +143,7 @@ class Target:
 
 def held_out_targets(config: BenchConfig) -> list[Target]:
     """The fixed, seeded list of held-out test structures per size bin."""
-    from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
 
     test = load_reference_records(config.data_dir, sources=("mp_20/test",), max_atoms=20)
     training = load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=None)
@@ -230,10 +230,10 @@ def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
     its merged compositions (one element fewer); the second kind never matches a target's own
     stoichiometry unless it is one, so plain prototype substitution sees the same candidates.
     """
-    from ase_unimat.formula import anonymized_formula
-    from ase_unimat.ordered_templates import merged_compositions
-    from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
-    from ase_unimat.templates import TemplateIndex
+    from ase_unimat.core.formula import anonymized_formula
+    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.search.ordered_templates import merged_compositions
+    from ase_unimat.search.templates import TemplateIndex
 
     wanted = {(anonymized_formula(c), t.natoms) for t in targets for c in [t.counts, *merged_compositions(t.counts)]}
     records = [
@@ -610,7 +610,7 @@ def run_search_efficiency(
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.stability import ReferenceRecord
+    from ase_unimat.evaluation.stability import ReferenceRecord
 
     start = time.perf_counter()
     targets = held_out_targets(config)
@@ -859,7 +859,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
     if stem is not None and (not stem or any(c in stem for c in "/\\") or stem.startswith(".")):
         raise click.ClickException(f"--stem {stem!r} must be a plain file name without extension")
     if model is not None:
-        from ase_unimat.generate import resolve_model_path
+        from ase_unimat.generation import resolve_model_path
 
         try:
             resolve_model_path(model)

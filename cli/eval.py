@@ -38,7 +38,7 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
             return [read(f) for f in files[:limit]]
         name = path.name.lower()
         if name.endswith((".h5", ".hdf5")):
-            from ase_unimat.dataset import read_atoms
+            from ase_unimat.data.hdf5 import read_atoms
 
             return read_atoms(path)[:limit]
         if name.endswith((".csv", ".csv.gz")):
@@ -102,7 +102,7 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
     GENERATED is an extxyz/CIF file, a folder of .cif/.res files, a CSV with a 'cif' column or a
     UniMat HDF5 file. Metrics follow CDVAE/DiffCSP (see ase_unimat/metrics.py).
     """
-    from ase_unimat.metrics import evaluate
+    from ase_unimat.evaluation.metrics import evaluate
 
     structures = read_structures(generated, limit=limit)
     references = read_structures(reference, limit=limit)
@@ -127,14 +127,14 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
 
 
 def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path) -> dict:
-    from ase_unimat.search.relax import RelaxSettings
-    from ase_unimat.stability import (
+    from ase_unimat.evaluation.stability import (
         HULL_SOURCES,
         TRAINING_SOURCES,
         EnergyCache,
         load_reference_records,
         stability_report,
     )
+    from ase_unimat.search.relax import RelaxSettings
 
     return stability_report(
         structures,

@@ -78,7 +78,7 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
 def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt) -> None:
     """Sample N crystal structures of FORMULA with a UniMat model."""
     fmt = output_format(out, fmt)
-    from ase_unimat.generate import generate
+    from ase_unimat.generation import generate
 
     try:
         structures = generate(

@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.generate: load_model, generate() and the ASE-GA start generator."""
+"""Tests of ase_unimat.generation: load_model, generate() and the ASE-GA start generator."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from ase import Atoms
 from model_fixtures import small_batch, tiny_config
 
 import ase_unimat
-from ase_unimat.config import to_dict
-from ase_unimat.diffusion import build_model
-from ase_unimat.formula import FormulaError
-from ase_unimat.generate import UniMatStartGenerator, generate, load_model
+from ase_unimat.core.formula import FormulaError
+from ase_unimat.generation import UniMatStartGenerator, generate, load_model
+from ase_unimat.model.config import to_dict
+from ase_unimat.model.diffusion import build_model
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_generate_is_exported_lazily_from_the_package():
-    assert ase_unimat.generate is generate
+    assert ase_unimat.generation is generate
     assert callable(ase_unimat.load_model)
 
 
@@ -83,7 +83,7 @@ def test_clear_errors(model_dir, formula, kwargs, message):
 def test_missing_models(monkeypatch, tmp_path):
     import sys
 
-    monkeypatch.setattr(sys.modules["ase_unimat.generate"], "models_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(sys.modules["ase_unimat.generation"], "models_dirs", lambda: [tmp_path])
     with pytest.raises(FileNotFoundError, match="no default model.*pass model="):
         generate("NaCl", n=1)
     with pytest.raises(FileNotFoundError, match="not found"):

@@ -14,7 +14,7 @@ from functools import reduce
 
 import numpy as np
 
-from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, cell_of, symbol_to_z, z_to_symbol
+from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, cell_of, symbol_to_z, z_to_symbol
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)|(\()|(\))(\d*)|(\s+)")
 

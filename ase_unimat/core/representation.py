@@ -1,7 +1,7 @@
 """The UniMat codec: a periodic crystal <-> ``(coords, lattice)``.
 
 ``coords`` is float32 ``(L, 9, 18, 3)``: for every element cell of the periodic-table grid (see
-:mod:`ase_unimat.periodic_table`) up to ``L`` slots, each holding one atom's fractional coordinates
+:mod:`ase_unimat.core.periodic_table`) up to ``L`` slots, each holding one atom's fractional coordinates
 in [0, 1), or ``-1`` in all three components when the slot is empty. ``lattice`` is
 ``(a, b, c, alpha, beta, gamma)`` in Angstrom and degrees.
 
@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
-from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, MAX_Z, Z_TO_CELL
+from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, MAX_Z, Z_TO_CELL
 
 NULL = -1.0
 DEFAULT_SLOTS = 20

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from ase import Atoms
 
-from ase_unimat.periodic_table import symbol_to_z
+from ase_unimat.core.periodic_table import symbol_to_z
 
 _CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
               "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")

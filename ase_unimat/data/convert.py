@@ -1,6 +1,6 @@
 """The resumable, parallel conversion behind ``unimat-convert``: inputs -> UniMat HDF5 dataset.
 
-Pipeline: :mod:`ase_unimat.readers` yields raw records in a fixed order (position 0, 1, ... over
+Pipeline: :mod:`ase_unimat.data.readers` yields raw records in a fixed order (position 0, 1, ... over
 all inputs); chunks of them are parsed and encoded in ``workers`` processes (results come back in
 input order); the main process drops excluded / duplicate ids, and every ``batch_size`` input
 records it commits a *part*. At the end the parts are merged into the output file.
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_unimat.convert_journal import (
+from ase_unimat.data.journal import (
     JournalError,
     PartBuilder,
     atomic_write,
@@ -55,7 +55,7 @@ from ase_unimat.convert_journal import (
     part_batch,
     part_end,
 )
-from ase_unimat.readers import RawRecord, RecordError, expand_inputs, input_format, iter_raw, parse
+from ase_unimat.data.readers import RawRecord, RecordError, expand_inputs, input_format, iter_raw, parse
 
 CHUNK_SIZE = 32  # records per worker task
 _REASONS = (
@@ -177,8 +177,8 @@ def convert_records(raws: Sequence[RawRecord], *, n_slots: int, max_atoms: int,
     Returns per record ``("ok", id, source, numbers (n,), frac (n, 3), cellpar (6,), properties)`` or
     ``("skip", id, source, reason, message)``.
     """
-    from ase_unimat.dataset import sparse_atoms
-    from ase_unimat.representation import RepresentationError, encode
+    from ase_unimat.core.representation import RepresentationError, encode
+    from ase_unimat.data.hdf5 import sparse_atoms
 
     out = []
     for raw in raws:
@@ -224,7 +224,7 @@ def _identity(path: Path) -> list:
 
 def run_key(paths: Sequence[Path], options: ConvertOptions) -> str:
     """Hash of the inputs and of every option that changes the output."""
-    from ase_unimat.dataset import FORMAT_VERSION
+    from ase_unimat.data.hdf5 import FORMAT_VERSION
 
     ident = {
         "inputs": [_identity(p) for p in paths], "L": options.n_slots, "max_atoms": options.max_atoms,
@@ -243,11 +243,11 @@ def read_id_list(path: str | Path) -> set[str]:
     if not path.is_file():
         raise ConversionError(f"no such id file: {path}")
     if path.suffix in (".h5", ".hdf5"):
-        from ase_unimat.dataset import read_ids
+        from ase_unimat.data.hdf5 import read_ids
 
         return set(read_ids(path))
     if input_format(path) == "csv":
-        from ase_unimat.readers import _open_text
+        from ase_unimat.data.readers import _open_text
 
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
@@ -268,7 +268,7 @@ def read_formula_list(path: str | Path) -> set[str]:
     text file with one formula per line. Any formula of a composition (``Mg2O2``, ``MgO``) gives the
     same reduced formula, so every polymorph and cell size of it is excluded.
     """
-    from ase_unimat.formula import FormulaError, parse_formula, reduced_formula
+    from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
 
     path = Path(path)
     if not path.is_file():
@@ -279,7 +279,7 @@ def read_formula_list(path: str | Path) -> set[str]:
         with h5py.File(path, "r") as f:
             texts = [t.decode() if isinstance(t, bytes) else str(t) for t in f["formula"][:]]
     elif input_format(path) == "csv":
-        from ase_unimat.readers import _open_text
+        from ase_unimat.data.readers import _open_text
 
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
@@ -350,7 +350,7 @@ def _check_options(options: ConvertOptions) -> None:
 def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             options: ConvertOptions = ConvertOptions()) -> ConvertSummary:
     """Convert ``inputs`` into the UniMat HDF5 dataset ``output`` (resumable; see module docstring)."""
-    from ase_unimat.dataset import DatasetFormatError, history, open_file, read_ids
+    from ase_unimat.data.hdf5 import DatasetFormatError, history, open_file, read_ids
 
     t0 = time.perf_counter()
     _check_options(options)
@@ -414,8 +414,8 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
 
 def _reduced_formula_of(numbers) -> str:
-    from ase_unimat.formula import reduced_formula
-    from ase_unimat.periodic_table import z_to_symbol
+    from ase_unimat.core.formula import reduced_formula
+    from ase_unimat.core.periodic_table import z_to_symbol
 
     z, counts = np.unique(np.asarray(numbers), return_counts=True)
     return reduced_formula({z_to_symbol(int(a)): int(c) for a, c in zip(z, counts, strict=True)})
@@ -443,7 +443,7 @@ def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
 def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummary:
     import h5py
 
-    from ase_unimat.dataset import append_batch, create_file, ensure_property, history
+    from ase_unimat.data.hdf5 import append_batch, create_file, ensure_property, history
 
     loaded = [load_part(p) for p in parts]
     records = part_end(parts[-1]) if parts else 0

@@ -43,8 +43,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ase_unimat.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL
-from ase_unimat.representation import NULL, RepresentationError, encode, occupied
+from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL
+from ase_unimat.core.representation import NULL, RepresentationError, encode, occupied
 
 FORMAT_NAME = "unimat-hdf5"
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ INT_MISSING = -1
 GRID_LAYOUT = (
     "9 x 18 periodic-table grid: rows 0-6 are periods 1-7, columns 0-17 are groups 1-18; row 7 holds "
     "the lanthanides La-Lu (Z 57-71) and row 8 the actinides Ac-Lr (Z 89-103) in columns 2-16; the "
-    "group-3 cells of periods 6 and 7 are empty (see ase_unimat.periodic_table)"
+    "group-3 cells of periods 6 and 7 are empty (see ase_unimat.core.periodic_table)"
 )
 UNITS = {"lattice": "a, b, c in Angstrom; alpha, beta, gamma in degrees", "coords": "fractional, [0, 1)",
          "atoms/frac": "fractional, [0, 1)"}
@@ -154,8 +154,8 @@ def dense_coords(natoms: np.ndarray, numbers: np.ndarray, frac: np.ndarray, *, n
 def batch_from_structures(structures: Sequence, *, n_slots: int = 20, material_ids: Sequence[str] | None = None,
                           properties: Mapping[str, Sequence[float]] | None = None) -> StructureBatch:
     """Encode ``ase.Atoms`` / pymatgen Structures into a :class:`StructureBatch` (raises RepresentationError)."""
-    from ase_unimat.formula import format_formula
-    from ase_unimat.periodic_table import z_to_symbol
+    from ase_unimat.core.formula import format_formula
+    from ase_unimat.core.periodic_table import z_to_symbol
 
     natoms, lattice, numbers, fracs, formulas = [], [], [], [], []
     for structure in structures:
@@ -313,7 +313,7 @@ def read_batch(h5: h5py.File, start: int = 0, stop: int | None = None) -> Struct
 
 def read_atoms(path: str | Path, indices: Sequence[int] | None = None) -> list:
     """Decode structures of a dataset file into ``ase.Atoms`` (all, or ``indices``); ``info`` has the id."""
-    from ase_unimat.representation import decode
+    from ase_unimat.core.representation import decode
 
     with open_file(path) as h5:
         batch = read_batch(h5)
@@ -344,7 +344,7 @@ def history(h5: h5py.File) -> list[dict]:
 
 def describe(path: str | Path, *, top: int = 118) -> str:
     """Text summary of a dataset file: count, atoms-per-cell and element histograms, properties, history."""
-    from ase_unimat.periodic_table import z_to_symbol
+    from ase_unimat.core.periodic_table import z_to_symbol
 
     with open_file(path) as h5:
         n, n_slots = len(h5["natoms"]), int(h5.attrs["L"])
@@ -380,10 +380,10 @@ def describe(path: str | Path, *, top: int = 118) -> str:
 
 
 def __getattr__(name: str):
-    """``UniMatDataset`` lives in :mod:`ase_unimat.dataset_torch`; importing it here lazily keeps torch
+    """``UniMatDataset`` lives in :mod:`ase_unimat.training.dataset`; importing it here lazily keeps torch
     out of the converter and ``unimat-convert info`` (torch takes seconds to import)."""
     if name == "UniMatDataset":
-        from ase_unimat.dataset_torch import UniMatDataset
+        from ase_unimat.training.dataset import UniMatDataset
 
         return UniMatDataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

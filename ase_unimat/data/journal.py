@@ -1,6 +1,6 @@
 """The journal of a conversion: atomically written parts that make ``unimat-convert`` resumable.
 
-See :mod:`ase_unimat.convert` for the crash-safety scheme. A part ``part-<first>-<end>.npz`` holds
+See :mod:`ase_unimat.data.convert` for the crash-safety scheme. A part ``part-<first>-<end>.npz`` holds
 the converted structures (sparse) and the skipped records of input positions ``[first, end)``;
 ``meta.json`` names the run it belongs to.
 """
@@ -108,8 +108,8 @@ class PartBuilder:
 
     def write(self, journal: Path) -> Path:
         """Write the part into ``journal`` atomically and return its path."""
-        from ase_unimat.formula import format_formula
-        from ase_unimat.periodic_table import z_to_symbol
+        from ase_unimat.core.formula import format_formula
+        from ase_unimat.core.periodic_table import z_to_symbol
 
         k = len(self.columns)
         values = np.full((len(self.ok), k), np.nan)
@@ -147,8 +147,8 @@ def load_part(path: Path) -> dict[str, np.ndarray]:
 
 
 def part_batch(part: dict[str, np.ndarray]):
-    """The converted structures of a loaded part as a :class:`~ase_unimat.dataset.StructureBatch`."""
-    from ase_unimat.dataset import StructureBatch
+    """The converted structures of a loaded part as a :class:`~ase_unimat.data.hdf5.StructureBatch`."""
+    from ase_unimat.data.hdf5 import StructureBatch
 
     return StructureBatch(
         natoms=part["natoms"], lattice=part["lattice"], numbers=part["numbers"].astype(np.int64), frac=part["frac"],

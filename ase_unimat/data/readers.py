@@ -165,10 +165,10 @@ def _parse_payload(raw: RawRecord):
 def parse_cif(text: str, *, fast: bool = True):
     """The crystal of the first data block of a CIF, as written (no primitive reduction).
 
-    With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.cif_p1.parse_p1_cif` (into
+    With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.data.cif_p1.parse_p1_cif` (into
     ``ase.Atoms``); everything else, or every CIF without ``fast``, by pymatgen (a ``Structure``).
     """
-    from ase_unimat.cif_p1 import NotSimpleCif, parse_p1_cif
+    from ase_unimat.data.cif_p1 import NotSimpleCif, parse_p1_cif
 
     if fast:
         try:

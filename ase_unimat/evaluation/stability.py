@@ -582,7 +582,7 @@ def unique_mask(structures: Sequence[Any]) -> np.ndarray:
     """(N,) bool: True for the first structure of each group of matching structures."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.metrics import to_structure
+    from ase_unimat.evaluation.metrics import to_structure
 
     matcher = StructureMatcher()
     items = [to_structure(s) for s in structures]
@@ -600,7 +600,7 @@ def novel_mask(structures: Sequence[Any], training: Sequence[ReferenceRecord]) -
     """(N,) bool: True where no training structure of the same reduced formula matches."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.metrics import to_structure
+    from ase_unimat.evaluation.metrics import to_structure
 
     matcher = StructureMatcher()
     by_formula: dict[str, list[ReferenceRecord]] = {}

@@ -15,7 +15,7 @@ import itertools
 
 import torch
 
-from ase_unimat.network_common import cell_from_cellpar
+from ase_unimat.model.network_common import cell_from_cellpar
 
 _PAIRS = [(i, j) for i, j in itertools.permutations(range(3), 2)]
 

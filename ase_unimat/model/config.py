@@ -24,7 +24,7 @@ LATTICE_SCHEDULES = ("cosine", "linear")
 COORD_TARGETS = ("score", "eps")
 
 # Standardisation of the lattice features (log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
-# gamma in degrees) of the reduced cells (ase_unimat.cell_reduction) of the 6,045 training
+# gamma in degrees) of the reduced cells (ase_unimat.model.cell_reduction) of the 6,045 training
 # structures in /work/data/train_full.h5 (mp_20/train + extra MP, <= 20 atoms). For unreduced cells
 # (reduce_cells = false) measure and set your own: there the angle spread is about 25 degrees.
 LATTICE_MEAN = (0.848, 0.9737, 1.2587, 93.7421, 91.522, 90.1856)
@@ -66,7 +66,7 @@ class DiffusionConfig:
     sigma_max: float = 0.5  # ... at t = 1 (0.5 is close to uniform on the torus)
     n_images: int = 3  # periodic images +-n in the wrapped-normal score
     coord_target: str = "score"  # "score": normalised wrapped-normal score; "eps": the wrapped noise
-    reduce_cells: bool = True  # train on reduced cells (ase_unimat.cell_reduction)
+    reduce_cells: bool = True  # train on reduced cells (ase_unimat.model.cell_reduction)
     lattice_schedule: str = "cosine"  # VP schedule of lattice (and dense occupancy) diffusion
     beta_min: float = 1e-4  # linear schedule
     beta_max: float = 0.02

@@ -8,8 +8,8 @@ Three parts are diffused, each in the space where it is well behaved:
   divided by its root-mean-square at that sigma (``coord_target = "score"``), or the noise itself
   (``"eps"``). The loss counts occupied slots only.
 - **the lattice**, first reduced (``reduce_cells``: short, nearly orthogonal cell vectors, see
-  :mod:`ase_unimat.cell_reduction`), as standardised ``(log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
-  gamma)`` (see :class:`~ase_unimat.network_common.LatticeScaler`): variance-preserving DDPM
+  :mod:`ase_unimat.model.cell_reduction`), as standardised ``(log(a/N^1/3), log(b/N^1/3), log(c/N^1/3), alpha, beta,
+  gamma)`` (see :class:`~ase_unimat.model.network_common.LatticeScaler`): variance-preserving DDPM
   (cosine or linear beta), epsilon target.
 - **occupancy** (dense network only) as analog bits (+1 occupied, -1 empty), same VP schedule,
   epsilon target, so the dense network can sample unconditionally.
@@ -44,10 +44,10 @@ import math
 import torch
 from torch import nn
 
-from ase_unimat.cell_reduction import reduce_cells
-from ase_unimat.config import UniMatConfig
-from ase_unimat.network_common import LatticeScaler, NetworkOutput, natoms_of, slot_mask
-from ase_unimat.periodic_table import GRID_SHAPE, OCCUPIABLE
+from ase_unimat.core.periodic_table import GRID_SHAPE, OCCUPIABLE
+from ase_unimat.model.cell_reduction import reduce_cells
+from ase_unimat.model.config import UniMatConfig
+from ase_unimat.model.network_common import LatticeScaler, NetworkOutput, natoms_of, slot_mask
 
 _QUAD_POINTS = 2001  # quadrature grid of the wrapped-normal score norm
 _RMS_TABLE = 256  # log-sigma table of the score norm used in training and sampling
@@ -121,11 +121,11 @@ class UniMatModel(nn.Module):
         self.config = config
         d = config.diffusion
         if config.model.network == "atoms":
-            from ase_unimat.network_atoms import AtomNetwork
+            from ase_unimat.model.network_atoms import AtomNetwork
 
             self.network = AtomNetwork(config.model, lattice_mean=d.lattice_mean, lattice_std=d.lattice_std)
         else:
-            from ase_unimat.network_dense import DenseNetwork
+            from ase_unimat.model.network_dense import DenseNetwork
 
             self.network = DenseNetwork(config.model)
         self.scaler = LatticeScaler(d.lattice_mean, d.lattice_std)

@@ -29,8 +29,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ase_unimat.config import ModelConfig
-from ase_unimat.network_common import (
+from ase_unimat.core.periodic_table import GRID_SHAPE
+from ase_unimat.model.config import ModelConfig
+from ase_unimat.model.network_common import (
     N_CELLS,
     LatticeScaler,
     NetworkOutput,
@@ -39,7 +40,6 @@ from ase_unimat.network_common import (
     natoms_of,
     slot_mask,
 )
-from ase_unimat.periodic_table import GRID_SHAPE
 
 _IMAGES = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.float32)  # (27, 3)
 

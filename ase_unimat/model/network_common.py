@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ase_unimat.periodic_table import GRID_SHAPE
+from ase_unimat.core.periodic_table import GRID_SHAPE
 
 N_CELLS = GRID_SHAPE[0] * GRID_SHAPE[1]  # 162 element cells
 

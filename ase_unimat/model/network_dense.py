@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ase_unimat.config import ModelConfig
-from ase_unimat.network_common import NetworkOutput, TimeEmbedding, slot_mask
-from ase_unimat.periodic_table import GRID_SHAPE
+from ase_unimat.core.periodic_table import GRID_SHAPE
+from ase_unimat.model.config import ModelConfig
+from ase_unimat.model.network_common import NetworkOutput, TimeEmbedding, slot_mask
 
 _IN_CHANNELS = 9
 

@@ -1,4 +1,4 @@
-"""Samplers of a :class:`~ase_unimat.diffusion.UniMatModel` and decoding to ``ase.Atoms``.
+"""Samplers of a :class:`~ase_unimat.model.diffusion.UniMatModel` and decoding to ``ase.Atoms``.
 
 Every sampler has one signature::
 
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ase_unimat.cell_reduction import reduce_cells
-from ase_unimat.periodic_table import GRID_SHAPE
-from ase_unimat.representation import NULL, decode
+from ase_unimat.core.periodic_table import GRID_SHAPE
+from ase_unimat.core.representation import NULL, decode
+from ase_unimat.model.cell_reduction import reduce_cells
 
 #: Lattice repair limits: angles are kept in [MIN_ANGLE, 180 - MIN_ANGLE] and the cell's volume
 #: at least MIN_VOLUME_FACTOR * a * b * c (i.e. not nearly flat).

@@ -1,6 +1,6 @@
 """Ordered substitution: a parent structure whose sites of one element are shared by two elements.
 
-Prototype substitution (:mod:`ase_unimat.templates`) maps a template onto a target of the same
+Prototype substitution (:mod:`ase_unimat.search.templates`) maps a template onto a target of the same
 stoichiometry, so a target like Fe3NiP2 (an ordered Co2P-type M2P) is out of its reach: no A3BC2
 reference has that arrangement. Its parent is there, though (Co2P, Fe2P: M2P with 8 M sites in a
 12-atom cell), and the target is one of the ways of putting 2 Ni on those 8 sites. Rules:
@@ -10,7 +10,7 @@ reference has that arrangement. Its parent is there, though (Co2P, Fe2P: M2P wit
   on A's: Fe6Ni2P4 -> Fe8P4. Each merge costs ``|chi_A - chi_B| / 0.5 + |r_A - r_B| / 0.2 A``, the
   substitution distance of the templates' prior.
 - **Parents**: the best ``max_parents`` prototype-substitution candidates of each merged composition
-  (:meth:`~ase_unimat.templates.TemplateIndex.candidates`, so the same references, exclusions and
+  (:meth:`~ase_unimat.search.templates.TemplateIndex.candidates`, so the same references, exclusions and
   ranking), each scored by its prior plus the merge's cost.
 - **Orderings**: every way of choosing the guest's sites among the host's sites of a parent, less
   those equivalent under the parent's space group (spglib at ``symprec`` 0.01 A); when there are more
@@ -34,8 +34,8 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
 from ase_unimat.search.seeds import formula_label
+from ase_unimat.search.templates import CHI_SCALE, RADIUS_SCALE, NoTemplateError, TemplateCandidate, TemplateIndex
 from ase_unimat.search.volume import sphere_volume
-from ase_unimat.templates import CHI_SCALE, RADIUS_SCALE, NoTemplateError, TemplateCandidate, TemplateIndex
 
 MAX_PARENTS = 4  # parents per merged composition
 MAX_ORDERINGS = 8  # orderings kept per parent

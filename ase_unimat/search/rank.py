@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import format_formula, reduce_counts
+from ase_unimat.core.formula import format_formula, reduce_counts
 from ase_unimat.search.relax import RelaxResult
 
 CSV_COLUMNS = (

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import reduce_counts
+from ase_unimat.core.formula import reduce_counts
 from ase_unimat.search.store import RunStore
 
 

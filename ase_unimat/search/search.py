@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import FormulaError, format_formula, parse_formula
+from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator, get_calculator
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
 from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax, relax_task
@@ -117,7 +117,7 @@ class Search:
         ranked templates (None: the source's default, 0.3 then 0.5).
     ordered_templates
         Template-based seeds (``template``, ``unimat-template``) also use ordered-substitution
-        candidates (:mod:`ase_unimat.ordered_templates`); False: prototype substitution alone.
+        candidates (:mod:`ase_unimat.search.ordered_templates`); False: prototype substitution alone.
     db
         Also write the unique structures to this ASE database after :meth:`run`.
     plot

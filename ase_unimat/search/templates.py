@@ -1,6 +1,6 @@
 """Prototype substitution: known structures with the target's stoichiometry, elements swapped in.
 
-Reference set: a UniMat HDF5 dataset (``ase_unimat.dataset`` layout, read with plain h5py: the
+Reference set: a UniMat HDF5 dataset (``ase_unimat.data.hdf5`` layout, read with plain h5py: the
 sparse ``atoms/z`` + ``atoms/frac`` views when present, else the dense ``coords``), a folder of
 CIFs, or Atoms in memory. :class:`TemplateIndex` groups it once by ``(anonymized formula, natoms)``;
 a lookup is a dict access, and the structures of a group are built on the group's first use.
@@ -19,7 +19,7 @@ Rules, for a target composition (counts of one cell):
 - **Volume**: the template cell is scaled isotropically so that its volume changes by the ratio of
   summed covalent-sphere volumes of target and template atoms (:mod:`ase_unimat.search.volume`).
 - **Duplicates**: two candidates are the same when their fingerprint keys agree
-  (:mod:`ase_unimat.template_fingerprint`: for every atom the 4 shortest distances to atoms of each
+  (:mod:`ase_unimat.search.template_fingerprint`: for every atom the 4 shortest distances to atoms of each
   target element, in units of ``(V/N)^(1/3)``, quantised to 0.05 and hashed); only the best-ranked
   one is kept and counts the others in ``n_duplicates``. A supercell candidate can match a template
   of full size.
@@ -39,11 +39,11 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
-from ase_unimat.formula import anonymized_formula, format_formula
+from ase_unimat.core.formula import anonymized_formula, format_formula
 from ase_unimat.search.seeds import NoSeedsForFormula, formula_label
+from ase_unimat.search.template_fingerprint import keys as fingerprint_keys
+from ase_unimat.search.template_fingerprint import role_distances
 from ase_unimat.search.volume import sphere_volume
-from ase_unimat.template_fingerprint import keys as fingerprint_keys
-from ase_unimat.template_fingerprint import role_distances
 
 CHI_SCALE = 0.5
 RADIUS_SCALE = 0.2
@@ -151,7 +151,7 @@ class TemplateIndex:
         """Index a UniMat HDF5 dataset file."""
         import h5py
 
-        from ase_unimat.representation import decode, lattice_to_cell
+        from ase_unimat.core.representation import decode, lattice_to_cell
 
         path = Path(path)
         if not path.is_file():
@@ -360,7 +360,7 @@ def _tie_permutations(sorted_counts: Sequence[int]) -> np.ndarray:
 
 def default_reference() -> Path:
     """The bundled model's training set (``models/<default model>/*.h5``)."""
-    from ase_unimat.generate import DEFAULT_MODEL, models_dirs
+    from ase_unimat.generation import DEFAULT_MODEL, models_dirs
 
     for folder in models_dirs():
         found = sorted((folder / DEFAULT_MODEL).glob("*.h5"))

@@ -1,4 +1,4 @@
-"""Seed source backed by the UniMat diffusion model (:func:`ase_unimat.generate.generate`).
+"""Seed source backed by the UniMat diffusion model (:func:`ase_unimat.generation.generate`).
 
 Seed ``k`` is ``generate(counts, seeds=[derive_seed(run_seed, "unimat", k)])``: every sample has its
 own seed in ``generate``, so a seed does not depend on which other indices share its batch. A
@@ -91,7 +91,7 @@ class UniMatSeedSource:
     def network(self):
         """The loaded model (loaded on first use)."""
         if self._net is None:
-            from ase_unimat.generate import load_model
+            from ase_unimat.generation import load_model
 
             self._net = load_model(self.model, device=self.device)
         return self._net
@@ -127,8 +127,8 @@ class UniMatSeedSource:
         return seeds
 
     def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
-        from ase_unimat.formula import FormulaError
-        from ase_unimat.generate import generate
+        from ase_unimat.core.formula import FormulaError
+        from ase_unimat.generation import generate
 
         begin = None if starts[0] is None else starts
         try:
@@ -180,7 +180,7 @@ def _symmetrized(template, denoised):
     The template goes through the codec first, so its atoms come in the sample's slot order and
     fractional frame; a template whose symmetry spglib cannot use leaves the sample as it is.
     """
-    from ase_unimat.representation import decode, encode
+    from ase_unimat.core.representation import decode, encode
     from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 
     reference = decode(*encode(template))

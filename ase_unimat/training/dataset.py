@@ -1,4 +1,4 @@
-"""``UniMatDataset``: the torch Dataset over a UniMat HDF5 file (also importable from ``ase_unimat.dataset``)."""
+"""``UniMatDataset``: the torch Dataset over a UniMat HDF5 file (also importable from ``ase_unimat.data.hdf5``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import torch
 
-from ase_unimat.dataset import ATOM_CHUNK, INT_MISSING, dense_coords, open_file
-from ase_unimat.periodic_table import GRID_SHAPE, Z_TO_CELL
+from ase_unimat.core.periodic_table import GRID_SHAPE, Z_TO_CELL
+from ase_unimat.data.hdf5 import ATOM_CHUNK, INT_MISSING, dense_coords, open_file
 
 
 def _hash_keys(seed: int, epoch: int, index: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -56,7 +56,7 @@ class UniMatDataset(torch.utils.data.Dataset):
     augment
         Permute the atoms within each element's slots, by random keys that are a pure function of
         ``(seed, epoch, index)`` (a splitmix64 hash; no global RNG) so an item is reproducible; call :meth:`set_epoch` before each epoch (as with
-        ``DistributedSampler``). This is :func:`~ase_unimat.representation.permute_slots` done on the
+        ``DistributedSampler``). This is :func:`~ase_unimat.core.representation.permute_slots` done on the
         sparse atoms before the tensor is materialised (same distribution, ~50x cheaper per item).
     seed
         Seed of the augmentation.

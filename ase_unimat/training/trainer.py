@@ -1,10 +1,10 @@
 """The training loop: CPU or CUDA (bf16), one process or many under ``torchrun`` (DDP), exact resume.
 
-``train(config, out_dir=...)`` builds the model with ``ase_unimat.diffusion.build_model``, reads the
+``train(config, out_dir=...)`` builds the model with ``ase_unimat.model.diffusion.build_model``, reads the
 HDF5 datasets named in ``config.train`` and runs AdamW with linear warm-up and cosine decay,
 gradient clipping and EMA weights. Every ``val_every`` steps it evaluates the EMA model on the
 validation file (fixed seed); every ``checkpoint_every`` steps rank 0 writes an atomic checkpoint
-(see :mod:`ase_unimat.checkpoint`). At the end it writes ``model.pt`` (EMA weights + config).
+(see :mod:`ase_unimat.model.checkpoint`). At the end it writes ``model.pt`` (EMA weights + config).
 
 Exact resume: the data order is a seeded permutation per epoch (resumed from epoch + position),
 augmentation is seeded per ``(seed, epoch, index)``, the diffusion noise of step ``s`` on rank ``r``
@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
-from ase_unimat.checkpoint import (
+from ase_unimat.core.representation import permute_slots
+from ase_unimat.model.checkpoint import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
     LAST_NAME,
@@ -48,8 +49,7 @@ from ase_unimat.checkpoint import (
     restore_rng_state,
     step_name,
 )
-from ase_unimat.ema import EMA
-from ase_unimat.representation import permute_slots
+from ase_unimat.training.ema import EMA
 
 LOG_NAME = "log.jsonl"
 
@@ -59,7 +59,7 @@ LOG_NAME = "log.jsonl"
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """Everything the loop reads from ``config.train`` (``ase_unimat.config.TrainConfig``).
+    """Everything the loop reads from ``config.train`` (``ase_unimat.model.config.TrainConfig``).
 
     A field that ``TrainConfig`` does not have takes the default below (today: ``min_lr_ratio``,
     ``betas``, ``val_batches``, ``keep_every``, ``in_memory``, ``num_threads``,
@@ -229,8 +229,8 @@ def _collate(items: Sequence[Mapping]) -> dict:
 
 
 def default_dataset(path: str, *, in_memory: bool) -> Dataset:
-    """``ase_unimat.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
-    from ase_unimat.dataset import UniMatDataset
+    """``ase_unimat.data.hdf5.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
+    from ase_unimat.data.hdf5 import UniMatDataset
 
     return UniMatDataset(path, in_memory=in_memory)
 
@@ -366,7 +366,7 @@ def train(
         :class:`TrainOptions` fields to use instead of ``config.train``'s or the defaults (for fields
         ``TrainConfig`` lacks, e.g. ``keep_every``; not stored in the checkpoint's config).
     build_model, make_dataset
-        Defaults ``ase_unimat.diffusion.build_model`` and :func:`default_dataset` (``make_dataset(path,
+        Defaults ``ase_unimat.model.diffusion.build_model`` and :func:`default_dataset` (``make_dataset(path,
         in_memory=bool)``); pass others to train a different model or read other data.
 
     Returns
@@ -378,7 +378,7 @@ def train(
         config, **{**dict(overrides or {}), **{key: value for key, value in explicit.items() if value is not None}}
     )
     if build_model is None:
-        from ase_unimat.diffusion import build_model
+        from ase_unimat.model.diffusion import build_model
     make_dataset = make_dataset or default_dataset
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()

@@ -28,8 +28,8 @@ def mq(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_net():
     torch = pytest.importorskip("torch")
-    from ase_unimat.config import load_config
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.config import load_config
+    from ase_unimat.model.diffusion import build_model
 
     torch.manual_seed(0)
     return build_model(load_config(CONFIG)).eval()
@@ -59,7 +59,7 @@ def cu3au():
 
 
 def hull_records():
-    from ase_unimat.stability import ReferenceRecord
+    from ase_unimat.evaluation.stability import ReferenceRecord
 
     def record(material_id, atoms, e_above_hull):
         counts = {}
@@ -98,7 +98,7 @@ def test_settings_are_checked(mq):
 
 
 def test_batched_sampling_equals_generate(mq, tiny_net):
-    from ase_unimat.generate import generate
+    from ase_unimat.generation import generate
 
     jobs = [({"Cu": 1, "Au": 1}, 11, {"material_id": "a"}), ({"Cu": 3, "Au": 1}, 12, {}), ({"Au": 1}, 13, {})]
     settings = mq.QualitySettings(batch_size=2)
@@ -210,7 +210,7 @@ def test_load_test_set_reads_the_shared_csv(mq, shared_data, monkeypatch):
 
 
 def test_load_test_set_prefers_the_h5_variable(mq, tmp_path, monkeypatch):
-    from ase_unimat.dataset import write_structures
+    from ase_unimat.data.hdf5 import write_structures
 
     path = tmp_path / "t.h5"
     write_structures(path, references(), material_ids=["a", "b", "c", "d"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ase_unimat.formula import (
+from ase_unimat.core.formula import (
     FormulaError,
     anonymized_formula,
     composition_grid,
@@ -15,7 +15,7 @@ from ase_unimat.formula import (
     reduce_counts,
     reduced_formula,
 )
-from ase_unimat.periodic_table import cell_of
+from ase_unimat.core.periodic_table import cell_of
 
 
 @pytest.mark.parametrize(

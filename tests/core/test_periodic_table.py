@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.data import chemical_symbols
 
-from ase_unimat.periodic_table import (
+from ase_unimat.core.periodic_table import (
     CELL_TO_Z,
     GRID_SHAPE,
     MAX_Z,

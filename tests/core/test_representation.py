@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from ase_unimat.periodic_table import MAX_Z, cell_of
-from ase_unimat.readers import iter_raw, parse_cif
-from ase_unimat.representation import (
+from ase_unimat.core.periodic_table import MAX_Z, cell_of
+from ase_unimat.core.representation import (
     NULL,
     RepresentationError,
     canonical_order,
@@ -28,6 +27,7 @@ from ase_unimat.representation import (
     permute_slots,
     to_structure,
 )
+from ase_unimat.data.readers import iter_raw, parse_cif
 
 
 def reference_frac(atoms: Atoms) -> np.ndarray:

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from ase_unimat.cif_p1 import NotSimpleCif, parse_p1_cif
-from ase_unimat.readers import iter_raw, parse_cif
+from ase_unimat.data.cif_p1 import NotSimpleCif, parse_p1_cif
+from ase_unimat.data.readers import iter_raw, parse_cif
 
 CIF = """# generated using pymatgen
 data_NaCl

@@ -16,9 +16,9 @@ from ase_unimat.cli.convert import main
 from click.testing import CliRunner
 from structure_inputs import make_inputs, write_csv
 
-import ase_unimat.convert as convert_module
-from ase_unimat.convert import ConversionError, ConvertOptions, convert, parse_columns
-from ase_unimat.dataset import read_ids
+import ase_unimat.data.convert as convert_module
+from ase_unimat.data.convert import ConversionError, ConvertOptions, convert, parse_columns
+from ase_unimat.data.hdf5 import read_ids
 
 FORMATS = ["csv", "dir", "tar", "xyz", "traj", "db", "res"]
 
@@ -168,7 +168,7 @@ def test_parse_columns():
 
 def many_records(tmp_path, shared_data, n=120) -> str:
     """A CSV of ``n`` MP-20 rows with a broken row every 10th."""
-    from ase_unimat.readers import iter_raw
+    from ase_unimat.data.readers import iter_raw
 
     rows = []
     for i, raw in enumerate(iter_raw(shared_data / "mp_20" / "train.csv.gz")):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from ase_unimat.dataset import (
+from ase_unimat.core.representation import composition_of, encode, permute_slots
+from ase_unimat.data.hdf5 import (
     DatasetFormatError,
     StructureBatch,
     UniMatDataset,
@@ -27,7 +28,6 @@ from ase_unimat.dataset import (
     sparse_atoms,
     write_structures,
 )
-from ase_unimat.representation import composition_of, encode, permute_slots
 
 N_SLOTS = 6
 
@@ -114,7 +114,7 @@ def test_append_and_property_columns(tmp_path, rng):
 
 
 def test_bytes_per_structure_on_mp20(tmp_path, shared_data):
-    from ase_unimat.readers import iter_raw, parse_cif
+    from ase_unimat.data.readers import iter_raw, parse_cif
 
     structures = [parse_cif(raw.payload) for raw, _ in zip(iter_raw(shared_data / "mp_20/train.csv.gz"), range(512),
                                                            strict=False)]

@@ -9,7 +9,7 @@ import pytest
 from ase import Atoms
 from structure_inputs import good_cifs, make_inputs, write_csv
 
-from ase_unimat.readers import (
+from ase_unimat.data.readers import (
     RecordError,
     expand_inputs,
     input_format,

@@ -11,8 +11,8 @@ import pytest
 from ase import Atoms
 from pymatgen.core import Lattice, Structure
 
-from ase_unimat import metrics
-from ase_unimat.metrics import CompositionScaler, Fingerprints
+from ase_unimat.evaluation import metrics
+from ase_unimat.evaluation.metrics import CompositionScaler, Fingerprints
 
 
 def cscl(a: float = 4.0, shift: float = 0.0) -> Structure:

@@ -14,9 +14,9 @@ from ase.data import chemical_symbols, covalent_radii
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from ase_unimat import stability
+from ase_unimat.evaluation import stability
+from ase_unimat.evaluation.stability import EnergyCache, PhaseEnergy, ReferenceRecord
 from ase_unimat.search.relax import RelaxSettings, relax, shortest_distance
-from ase_unimat.stability import EnergyCache, PhaseEnergy, ReferenceRecord
 
 SETTINGS = RelaxSettings(fmax=0.05, max_steps=200)
 

@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.cell_reduction: same crystals, short cells."""
+"""Tests of ase_unimat.model.cell_reduction: same crystals, short cells."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from ase.build import bulk, make_supercell
 from model_fixtures import small_crystals
 
-from ase_unimat.cell_reduction import cellpar_of, reduce_basis, reduce_cells
-from ase_unimat.network_common import cell_from_cellpar
-from ase_unimat.representation import decode, encode_batch
+from ase_unimat.core.representation import decode, encode_batch
+from ase_unimat.model.cell_reduction import cellpar_of, reduce_basis, reduce_cells
+from ase_unimat.model.network_common import cell_from_cellpar
 
 
 def _skewed(atoms, matrix):

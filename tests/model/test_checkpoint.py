@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ase_unimat.checkpoint import (
+from ase_unimat.model.checkpoint import (
     CHECKPOINT_FORMAT,
     LAST_NAME,
     MODEL_FORMAT,

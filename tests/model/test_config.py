@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.config: defaults, TOML files, round trips and clear errors."""
+"""Tests of ase_unimat.model.config: defaults, TOML files, round trips and clear errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import dataclasses
 
 import pytest
 
-from ase_unimat.config import ConfigError, UniMatConfig, configs_dir, from_dict, load_config, named_config, to_dict
+from ase_unimat.model.config import (
+    ConfigError,
+    UniMatConfig,
+    configs_dir,
+    from_dict,
+    load_config,
+    named_config,
+    to_dict,
+)
 
 
 def test_defaults_round_trip():

@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.diffusion: wrapped-normal maths, schedules, the loss and model buffers."""
+"""Tests of ase_unimat.model.diffusion: wrapped-normal maths, schedules, the loss and model buffers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from model_fixtures import small_batch, tiny_config
 
-from ase_unimat.diffusion import (
+from ase_unimat.model.diffusion import (
     alpha_bar_cosine,
     alpha_bar_linear,
     build_model,
@@ -17,7 +17,7 @@ from ase_unimat.diffusion import (
     wrapped_normal_score,
     wrapped_normal_score_rms,
 )
-from ase_unimat.network_common import LatticeScaler
+from ase_unimat.model.network_common import LatticeScaler
 
 
 def _log_density(x: torch.Tensor, sigma: float) -> torch.Tensor:

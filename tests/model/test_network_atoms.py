@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from model_fixtures import N_SLOTS, overfit, small_batch, tiny_config
 
-from ase_unimat.diffusion import build_model
-from ase_unimat.network_atoms import gather_slots
+from ase_unimat.model.diffusion import build_model
+from ase_unimat.model.network_atoms import gather_slots
 
 
 def _inputs(batch, seed=0):

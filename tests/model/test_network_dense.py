@@ -6,7 +6,7 @@ import pytest
 import torch
 from model_fixtures import overfit, small_batch, tiny_config
 
-from ase_unimat.diffusion import build_model
+from ase_unimat.model.diffusion import build_model
 
 
 def _inputs(batch, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.sampler: compositions, per-sample seeds, decoding and lattice repair."""
+"""Tests of ase_unimat.model.sampler: compositions, per-sample seeds, decoding and lattice repair."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from model_fixtures import small_batch, tiny_config
 
-from ase_unimat.diffusion import build_model
-from ase_unimat.formula import composition_grid, counts_from_grid
-from ase_unimat.sampler import SAMPLERS, get_sampler, repair_lattice, to_atoms
+from ase_unimat.core.formula import composition_grid, counts_from_grid
+from ase_unimat.model.diffusion import build_model
+from ase_unimat.model.sampler import SAMPLERS, get_sampler, repair_lattice, to_atoms
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_repair_lattice_rejects_nan_and_to_atoms_rejects_empty_samples():
 def test_low_strength_start_keeps_the_starting_structure(atom_model, name):
     from ase.build import bulk
 
-    from ase_unimat.representation import encode
+    from ase_unimat.core.representation import encode
 
     start = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # Na4Cl4
     coords0, lattice0 = encode(start, n_slots=atom_model.n_slots)
@@ -147,7 +147,7 @@ def test_low_strength_start_keeps_the_starting_structure(atom_model, name):
 def test_dense_network_samples_from_a_start(dense_model, name):
     from ase.build import bulk
 
-    from ase_unimat.representation import encode
+    from ase_unimat.core.representation import encode
 
     coords0, lattice0 = encode(bulk("NaCl", "rocksalt", a=5.64), n_slots=dense_model.n_slots)
     begin = (torch.as_tensor(coords0)[None], torch.as_tensor(lattice0, dtype=torch.float32)[None])
@@ -159,7 +159,7 @@ def test_dense_network_samples_from_a_start(dense_model, name):
 def test_start_is_checked(atom_model):
     from ase.build import bulk
 
-    from ase_unimat.representation import encode
+    from ase_unimat.core.representation import encode
 
     coords0, lattice0 = encode(bulk("NaCl", "rocksalt", a=5.64), n_slots=atom_model.n_slots)
     begin = (torch.as_tensor(coords0)[None], torch.as_tensor(lattice0, dtype=torch.float32)[None])

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 from ase.build import bulk
 
-from ase_unimat.formula import anonymized_formula
-from ase_unimat.ordered_templates import merged_compositions, merges, ordered_candidates, orderings
-from ase_unimat.templates import NoTemplateError, TemplateIndex
+from ase_unimat.core.formula import anonymized_formula
+from ase_unimat.search.ordered_templates import merged_compositions, merges, ordered_candidates, orderings
+from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 
 
 def _group(atoms) -> int:

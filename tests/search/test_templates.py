@@ -10,8 +10,8 @@ from ase.build import bulk
 from ase.io import write
 from ase.spacegroup import crystal
 
+from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 from ase_unimat.search.volume import sphere_volume
-from ase_unimat.templates import NoTemplateError, TemplateIndex
 
 
 def space_group(atoms) -> int:
@@ -85,8 +85,8 @@ def test_exclude_ids_leaves_one_out(reference):
 
 
 def test_readers_agree(reference, tmp_path):
-    from ase_unimat.dataset import write_structures
-    from ase_unimat.representation import encode_batch
+    from ase_unimat.core.representation import encode_batch
+    from ase_unimat.data.hdf5 import write_structures
 
     structures, ids = reference
     sparse = tmp_path / "ref.h5"

@@ -19,12 +19,12 @@ from ase.build import bulk
 from click.testing import CliRunner
 from torch import nn
 
-from ase_unimat.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
-from ase_unimat.config import ModelConfig, TrainConfig, UniMatConfig, configs_dir, from_dict, load_config, to_dict
-from ase_unimat.dataset import UniMatDataset, write_structures
-from ase_unimat.diffusion import build_model
-from ase_unimat.representation import composition_of
-from ase_unimat.trainer import (
+from ase_unimat.core.representation import composition_of
+from ase_unimat.data.hdf5 import UniMatDataset, write_structures
+from ase_unimat.model.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
+from ase_unimat.model.config import ModelConfig, TrainConfig, UniMatConfig, configs_dir, from_dict, load_config, to_dict
+from ase_unimat.model.diffusion import build_model
+from ase_unimat.training.trainer import (
     EpochBatchSampler,
     EpochKeyedDataset,
     TrainOptions,
@@ -213,7 +213,7 @@ def test_training_writes_log_checkpoints_and_model(data, tmp_path):
 
 
 def test_trained_model_loads_and_samples_with_generate(data, tmp_path):
-    from ase_unimat.generate import generate, load_model
+    from ase_unimat.generation import generate, load_model
 
     run_tiny(tiny_config(data, total_steps=2, val_every=0), tmp_path)
     model = load_model(tmp_path / "model.pt", device="cpu")
