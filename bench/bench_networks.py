@@ -23,7 +23,7 @@ def load_batches(path: str, batch_size: int, count: int, *, seed: int = 0) -> li
     import numpy as np
     import torch
 
-    from ase_unimat.data.hdf5 import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=True)
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ def val_compositions(path: str, count: int):
     """(count, 9, 18) compositions of the validation file, cycled."""
     import torch
 
-    from ase_unimat.data.hdf5 import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=True)
     grids = [dataset[i]["composition"] for i in range(len(dataset))]

@@ -50,8 +50,8 @@ def bare_step(batch_size: int, steps: int) -> dict:
     import numpy as np
     import torch
 
-    from ase_unimat.data.hdf5 import UniMatDataset
     from ase_unimat.model.diffusion import build_model
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(DATA, in_memory=True)
     rng = np.random.default_rng(0)
@@ -77,8 +77,8 @@ def overhead_parts(batch_size: int, repeats: int = 20) -> dict:
     """Median seconds of the trainer's own per-step work: one batch read + collate, EMA update, grad clip."""
     import torch
 
-    from ase_unimat.data.hdf5 import UniMatDataset
     from ase_unimat.model.diffusion import build_model
+    from ase_unimat.training.dataset import UniMatDataset
     from ase_unimat.training.ema import EMA
     from ase_unimat.training.trainer import EpochKeyedDataset
 

@@ -1,4 +1,4 @@
-"""The UniMat HDF5 dataset format (one file per dataset); ``UniMatDataset`` (torch) is re-exported here.
+"""The UniMat HDF5 dataset format (one file per dataset); its torch ``Dataset`` is ``ase_unimat.training.dataset``.
 
 Layout (``N`` structures, ``M`` atoms in all; every dataset resizable along its first axis)::
 
@@ -378,12 +378,3 @@ def describe(path: str | Path, *, top: int = 118) -> str:
                      f"of {run.get('records')} records")
     return "\n".join(lines)
 
-
-def __getattr__(name: str):
-    """``UniMatDataset`` lives in :mod:`ase_unimat.training.dataset`; importing it here lazily keeps torch
-    out of the converter and ``unimat-convert info`` (torch takes seconds to import)."""
-    if name == "UniMatDataset":
-        from ase_unimat.training.dataset import UniMatDataset
-
-        return UniMatDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,8 +229,8 @@ def _collate(items: Sequence[Mapping]) -> dict:
 
 
 def default_dataset(path: str, *, in_memory: bool) -> Dataset:
-    """``ase_unimat.data.hdf5.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
-    from ase_unimat.data.hdf5 import UniMatDataset
+    """``ase_unimat.training.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
+    from ase_unimat.training.dataset import UniMatDataset
 
     return UniMatDataset(path, in_memory=in_memory)
 

@@ -20,10 +20,11 @@ from click.testing import CliRunner
 from torch import nn
 
 from ase_unimat.core.representation import composition_of
-from ase_unimat.data.hdf5 import UniMatDataset, write_structures
+from ase_unimat.data.hdf5 import write_structures
 from ase_unimat.model.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
 from ase_unimat.model.config import ModelConfig, TrainConfig, UniMatConfig, configs_dir, from_dict, load_config, to_dict
 from ase_unimat.model.diffusion import build_model
+from ase_unimat.training.dataset import UniMatDataset
 from ase_unimat.training.trainer import (
     EpochBatchSampler,
     EpochKeyedDataset,
