@@ -271,10 +271,9 @@ def reference_fingerprints(references: Sequence[Any], cache_dir: Path | None) ->
         return Fingerprints(structure=data["structure"], composition=data["composition"])
     result = fingerprints(list(references))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, structure=result.structure, composition=result.composition)
-        tmp.replace(path)
+        from ase_unimat.core.atomic import atomic_write
+
+        atomic_write(path, lambda handle: np.savez(handle, structure=result.structure, composition=result.composition))
     return result
 
 

@@ -56,6 +56,8 @@ from typing import Any
 import click
 import numpy as np
 
+from ase_unimat.core.atomic import atomic_write_text
+
 BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
 PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
@@ -184,7 +186,8 @@ def build_sources(
     "mixed" always mixes every pure source that can be built, requested or not, so its seeds do not
     depend on which other sources a run selects.
     """
-    from ase_unimat.search.seeds import NoSeedsForFormula, make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
+    from ase_unimat.search.seeds import NoSeedsForFormula
 
     wanted = set(config.sources) | (set(PURE_SOURCES) if "mixed" in config.sources else set())
     built: dict[str, Any] = {}
@@ -295,11 +298,7 @@ class RelaxCache:
 
     def put(self, key: str, result: Any) -> None:
         """Store ``result`` under ``key`` atomically (temporary file, then ``os.replace``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        os.replace(tmp, target)
+        atomic_write_text(self.path(key), json.dumps(result.to_dict()))
 
 
 def relax_cache(config: BenchConfig) -> RelaxCache | None:

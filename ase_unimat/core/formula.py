@@ -127,3 +127,8 @@ def counts_from_grid(grid: np.ndarray) -> dict[str, int]:
     rows, cols = np.nonzero(grid)
     pairs = sorted((int(CELL_TO_Z[r, c]), int(round(float(grid[r, c])))) for r, c in zip(rows, cols, strict=True))
     return {z_to_symbol(z): n for z, n in pairs if n > 0}
+
+
+def formula_label(counts: Mapping[str, int]) -> str:
+    """Cell formula in the counts' own element order: ``{"Mg": 2, "Si": 1, "O": 4}`` -> ``"Mg2SiO4"``."""
+    return "".join(f"{sym}{n if n != 1 else ''}" for sym, n in counts.items())

@@ -45,11 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_unimat.core.atomic import atomic_write, fsync_dir
 from ase_unimat.data.journal import (
     JournalError,
     PartBuilder,
-    atomic_write,
-    fsync_dir,
     load_part,
     open_journal,
     part_batch,

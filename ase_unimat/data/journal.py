@@ -8,7 +8,6 @@ the converted structures (sparse) and the skipped records of input positions ``[
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -16,29 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_unimat.core.atomic import atomic_write, fsync_dir
+
 
 class JournalError(RuntimeError):
     """A journal folder that belongs to another conversion."""
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a folder's entries (a rename in it) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file, fsync it and rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.npz")

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax_task
 
 #: Where each data source lives under ``../shared/data``.
@@ -431,10 +432,7 @@ class EnergyCache:
     def put(self, phase: PhaseEnergy) -> None:
         """Store ``phase`` and write the file (atomically)."""
         self._data[phase.key] = {k: v for k, v in asdict(phase).items() if k != "key"}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self._data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self._data, indent=1, sort_keys=True))
 
     def __len__(self) -> int:
         return len(self._data)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ase_unimat.core.atomic import TMP_SUFFIX, atomic_write
+
 CHECKPOINT_FORMAT = "ase-unimat-checkpoint"
 MODEL_FORMAT = "ase-unimat-model"
 FORMAT_VERSION = 1
 LAST_NAME = "checkpoint_last.pt"
-TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -121,33 +121,8 @@ def restore_rng_state(state: Mapping) -> None:
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically (unique tmp file + fsync + ``os.replace`` + folder fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``torch.save`` to ``path`` atomically (:func:`ase_unimat.core.atomic.atomic_write`)."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def remove_stale_tmp(folder: str | os.PathLike) -> list[Path]:

@@ -13,12 +13,12 @@ one AIRSS's ``cryan``/``ca`` use for freshly relaxed, slightly noisy structures;
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from ase import Atoms
+
+from ase_unimat.core.atomic import atomic_path
 
 #: spglib symmetry tolerance (Å) for the space group written into TITL lines.
 SYMPREC = 0.1
@@ -91,16 +91,8 @@ def write_res(
         times_found=int(times_found),
     )
     image.calc = SinglePointCalculator(image, energy=float(enthalpy))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".res.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp, image, format="res", write_info=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

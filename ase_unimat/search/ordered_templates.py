@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
-from ase_unimat.search.seeds import formula_label
+from ase_unimat.core.formula import formula_label
 from ase_unimat.search.templates import CHI_SCALE, RADIUS_SCALE, NoTemplateError, TemplateCandidate, TemplateIndex
 from ase_unimat.search.volume import sphere_volume
 

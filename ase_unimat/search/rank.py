@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core.atomic import atomic_path, atomic_write_text
 from ase_unimat.core.formula import format_formula, reduce_counts
 from ase_unimat.search.relax import RelaxResult
 
@@ -200,8 +200,6 @@ def format_table(ranking: Ranking, *, limit: int | None = None) -> str:
 
 def write_csv(ranking: Ranking, path: str | Path) -> Path:
     """Write the ranking table as CSV (columns :data:`CSV_COLUMNS`), atomically."""
-    from ase_unimat.search.store import atomic_write_text
-
     path = Path(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -247,10 +245,8 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
     from ase.db import connect
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    tmp.unlink(missing_ok=True)
-    with connect(tmp) as db:
+    kind = path.suffix[1:] if path.suffix in (".db", ".json") else "db"
+    with atomic_path(path) as tmp, connect(tmp, type=kind, append=False) as db:
         for structure in ranking.structures:
             atoms = structure.best.atoms.copy()
             atoms.calc = SinglePointCalculator(atoms, energy=structure.best.enthalpy)
@@ -265,7 +261,6 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
                 relative_enthalpy_per_fu=structure.relative_enthalpy_per_fu,
                 converged=structure.best.converged,
             )
-    os.replace(tmp, path)
     return path
 
 

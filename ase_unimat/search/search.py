@@ -320,7 +320,7 @@ class Search:
             if not hasattr(self.seed_spec, "make"):
                 raise SearchError(f"seeds must be a spec string or a SeedSource, got {self.seed_spec!r}")
             return self.seed_spec
-        from ase_unimat.search.seeds import make_seed_sources
+        from ase_unimat.search.seed_registry import make_seed_sources
 
         options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
         return make_seed_sources(

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ase_unimat.search.seeds import Seed, formula_label, make_seed, seed_rng
+from ase_unimat.core.formula import formula_label
+from ase_unimat.search.seeds import Seed, make_seed, seed_rng
 from ase_unimat.search.templates import LazyCandidates
 
 

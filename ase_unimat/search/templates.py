@@ -39,8 +39,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
-from ase_unimat.core.formula import anonymized_formula, format_formula
-from ase_unimat.search.seeds import NoSeedsForFormula, formula_label
+from ase_unimat.core.formula import anonymized_formula, format_formula, formula_label
+from ase_unimat.search.seeds import NoSeedsForFormula
 from ase_unimat.search.template_fingerprint import keys as fingerprint_keys
 from ase_unimat.search.template_fingerprint import role_distances
 from ase_unimat.search.volume import sphere_volume

@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, formula_label, make_seed
+from ase_unimat.core.formula import formula_label
+from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
 

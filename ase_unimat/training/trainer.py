@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
+from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.core.representation import permute_slots
 from ase_unimat.model.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -558,9 +559,7 @@ class _Run:
         if not (self.procs.is_main and path.is_file()):
             return
         kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _log_step(line) <= self.step]
-        tmp = path.with_name(f".{LOG_NAME}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def _reduce_mean(self, sums: dict[str, float], count: int) -> dict[str, float]:
         """Average per-step values over steps and ranks."""

@@ -142,6 +142,7 @@ class FakeSource:
 
 
 def test_build_sources_skips_what_cannot_be_built_and_mixes_pure_sources(se, monkeypatch):
+    import ase_unimat.search.seed_registry as seed_registry
     import ase_unimat.search.seeds as seeds
 
     built: list[str] = []
@@ -156,7 +157,7 @@ def test_build_sources_skips_what_cannot_be_built_and_mixes_pure_sources(se, mon
         built.append(spec)
         return FakeSource(spec)
 
-    monkeypatch.setattr(seeds, "make_seed_sources", fake_make_seed_sources)
+    monkeypatch.setattr(seed_registry, "make_seed_sources", fake_make_seed_sources)
     monkeypatch.setattr(se, "_template_reference", lambda config, targets: "index")
     target = se.Target("mp-1", "NaCl", {"Na": 1, "Cl": 1}, "1-6", cif="")
     notes_seen: list[str] = []
@@ -215,7 +216,7 @@ def test_cli_builds_the_config_and_writes_json(se, monkeypatch, tmp_path):
 
 def test_unimat_options_reach_the_unimat_sources(se):
     config = replace(se.DEFAULT, sources=("unimat-template",), unimat_options=(("first_pass", "volume"),))
-    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
 
     built = make_seed_sources("unimat-template", unimat_options=dict(config.unimat_options))
     assert built.sources["unimat-template"].first_pass == "volume"
@@ -224,7 +225,7 @@ def test_unimat_options_reach_the_unimat_sources(se):
 
 
 def test_template_options_reach_both_template_sources(se):
-    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
 
     config = replace(se.DEFAULT, template_options=(("ordered", "true"),))
     assert config.template_kwargs() == {"ordered": True}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from ase_unimat.search.seeds import make_seed_sources
+from ase_unimat.search.seed_registry import make_seed_sources
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 

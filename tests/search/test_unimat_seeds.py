@@ -53,7 +53,7 @@ def template_source():
 
     from ase_unimat.model.config import load_config
     from ase_unimat.model.diffusion import build_model
-    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
     from ase_unimat.search.templates import TemplateIndex
 
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def template_source():
 
 
 def test_unimat_template_seeds_start_from_the_templates(template_source):
-    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
 
     seeds = template_source.make({"K": 1, "Br": 1}, [0, 1, 2], run_seed=0)
     plain = make_seed_sources("template", template_reference=template_source.sources["unimat-template"].template_reference)
