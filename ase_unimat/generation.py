@@ -10,41 +10,12 @@ any one structure of a larger run, whatever the batch size.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
-
-DEFAULT_MODEL = "unimat-mp20"
-MODEL_FILE = "model.pt"
-
-
-def models_dirs() -> list[Path]:
-    """Folders searched for named models: the repository's ``models/`` and the installed copy."""
-    here = Path(__file__).resolve().parent
-    return [d for d in (here.parent / "models", here / "_models") if d.is_dir()]
-
-
-def resolve_model_path(model: str | Path | None) -> Path:
-    """The checkpoint file behind a path (file or model folder) or a model name in ``models/``."""
-    name = DEFAULT_MODEL if model is None else model
-    candidates = [Path(name)]
-    if model is None or not Path(name).exists():
-        candidates += [d / str(name) for d in models_dirs()]
-    for path in candidates:
-        if path.is_file():
-            return path
-        if path.is_dir() and (path / MODEL_FILE).is_file():
-            return path / MODEL_FILE
-    if model is None:
-        raise FileNotFoundError(
-            f"no default model: models/{DEFAULT_MODEL}/{MODEL_FILE} does not exist yet; pass model= a "
-            f"checkpoint file (.pt) or a model folder (containing {MODEL_FILE})"
-        )
-    raise FileNotFoundError(f"model {str(model)!r} not found: expected a .pt checkpoint, a folder with {MODEL_FILE}, "
-                            f"or a model name in {[str(d) for d in models_dirs()]}")
+from ase_unimat.model.bundled import MODEL_FILE, resolve_model_path
 
 
 def resolve_device(device: str | None = "auto"):
@@ -68,8 +39,8 @@ def load_model(model=None, *, device: str = "auto"):
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     """
-    import torch
 
+    from ase_unimat.model.checkpoint import load_weights
     from ase_unimat.model.config import from_dict
     from ase_unimat.model.diffusion import UniMatModel, build_model
 
@@ -77,11 +48,9 @@ def load_model(model=None, *, device: str = "auto"):
     if isinstance(model, UniMatModel):
         return model.to(dev).eval()
     path = resolve_model_path(model)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "config" not in state or not ({"ema", "model"} & set(state)):
-        raise ValueError(f"{path} is not an ase-unimat checkpoint (needs 'config' and 'ema' or 'model')")
-    net = build_model(from_dict(state["config"]))
-    net.load_state_dict(state["ema"] if "ema" in state else state["model"])
+    config, weights = load_weights(path)
+    net = build_model(from_dict(config))
+    net.load_state_dict(weights)
     net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
     return net.to(dev).eval()
 

@@ -445,7 +445,7 @@ def model_identity(model: Any) -> dict[str, Any]:
     """Name, file and training step of ``model`` (a path, a name, None or a loaded model)."""
     import torch
 
-    from ase_unimat.generation import resolve_model_path
+    from ase_unimat.model.bundled import resolve_model_path
     from ase_unimat.model.diffusion import UniMatModel
 
     if isinstance(model, UniMatModel):
@@ -459,7 +459,7 @@ def model_identity(model: Any) -> dict[str, Any]:
 def default_training(model: Any) -> list[Any]:
     """The model folder's ``reference.h5`` (its training structures) as ``ase.Atoms``."""
     from ase_unimat.data.hdf5 import read_atoms
-    from ase_unimat.generation import resolve_model_path
+    from ase_unimat.model.bundled import resolve_model_path
 
     path = resolve_model_path(model).parent / "reference.h5"
     if not path.exists():

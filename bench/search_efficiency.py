@@ -858,7 +858,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
     if stem is not None and (not stem or any(c in stem for c in "/\\") or stem.startswith(".")):
         raise click.ClickException(f"--stem {stem!r} must be a plain file name without extension")
     if model is not None:
-        from ase_unimat.generation import resolve_model_path
+        from ase_unimat.model.bundled import resolve_model_path
 
         try:
             resolve_model_path(model)

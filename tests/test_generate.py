@@ -83,7 +83,7 @@ def test_clear_errors(model_dir, formula, kwargs, message):
 def test_missing_models(monkeypatch, tmp_path):
     import sys
 
-    monkeypatch.setattr(sys.modules["ase_unimat.generation"], "models_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(sys.modules["ase_unimat.model.bundled"], "models_dirs", lambda: [tmp_path])
     with pytest.raises(FileNotFoundError, match="no default model.*pass model="):
         generate("NaCl", n=1)
     with pytest.raises(FileNotFoundError, match="not found"):

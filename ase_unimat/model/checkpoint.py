@@ -38,7 +38,7 @@ FORMAT_VERSION = 1
 LAST_NAME = "checkpoint_last.pt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RuntimeError, ValueError):
     """A checkpoint file that is missing, unreadable, or not an ase-unimat checkpoint."""
 
 
@@ -134,18 +134,35 @@ def remove_stale_tmp(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; ``CheckpointError`` if it is not one."""
+def _read(path: str | os.PathLike, map_location: str | torch.device) -> tuple[Path, Any]:
+    """The one ``torch.load(weights_only=True)`` of a checkpoint or model file; ``CheckpointError`` if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return path, torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated or foreign file: say which file, keep the cause
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
+    """Read a training checkpoint or exported model; ``CheckpointError`` if it is not one (the trainer's reader)."""
+    path, state = _read(path, map_location)
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise CheckpointError(f"{path} is not an ase-unimat checkpoint")
     return state
+
+
+def load_weights(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """``(config dict, state_dict)`` of a model to sample from: EMA weights when the file has them.
+
+    Accepts what :func:`load_checkpoint` accepts and also an untagged ``{"config", "model" or "ema"}``
+    dict (weights saved by hand); anything else raises ``CheckpointError``.
+    """
+    path, state = _read(path, map_location)
+    if not isinstance(state, dict) or "config" not in state or not ({"ema", "model"} & set(state)):
+        raise CheckpointError(f"{path} is not an ase-unimat checkpoint (needs 'config' and 'ema' or 'model')")
+    return state["config"], state["ema"] if "ema" in state else state["model"]
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:

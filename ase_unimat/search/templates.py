@@ -360,7 +360,7 @@ def _tie_permutations(sorted_counts: Sequence[int]) -> np.ndarray:
 
 def default_reference() -> Path:
     """The bundled model's training set (``models/<default model>/*.h5``)."""
-    from ase_unimat.generation import DEFAULT_MODEL, models_dirs
+    from ase_unimat.model.bundled import DEFAULT_MODEL, models_dirs
 
     for folder in models_dirs():
         found = sorted((folder / DEFAULT_MODEL).glob("*.h5"))
