@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_generate_is_exported_lazily_from_the_package():
-    assert ase_unimat.generation is generate
+    assert ase_unimat.generate is generate
     assert callable(ase_unimat.load_model)
 
 
