@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
+from ase_unimat.core.geometry import atom_counts
 from ase_unimat.model.bundled import MODEL_FILE, resolve_model_path
 
 
@@ -198,8 +199,7 @@ def _encode_starts(
         raise ValueError(f"{len(start)} starting structures for {n} samples")
     coords, lattices = [], []
     for i, atoms in enumerate(start):
-        symbols = atoms.get_chemical_symbols()
-        have = {s: symbols.count(s) for s in set(symbols)}
+        have = atom_counts(atoms)
         if have != dict(counts):
             raise FormulaError(f"starting structure {i} is {format_formula(have)}, not {format_formula(counts)}")
         c, lat = encode(atoms, n_slots=n_slots)

@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core.geometry import atom_counts
+
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "model_quality"
 TEST_CSV = "mp_20/test.csv.gz"  # under the shared data folder
 TEST_H5_VARIABLE = "UNIMAT_TEST_H5"  # a prebuilt HDF5 of mp_20/test used instead when set
@@ -128,14 +130,6 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     return structures, str(path)
 
 
-def counts_of(atoms: Any) -> dict[str, int]:
-    """Element counts of one cell."""
-    counts: dict[str, int] = {}
-    for symbol in atoms.get_chemical_symbols():
-        counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
-
-
 def seeded_subset(candidates: Sequence[int], n: int | None, *, seed: int, salt: int) -> list[int]:
     """``n`` of ``candidates`` drawn without replacement (all when ``n`` is None or too large), sorted."""
     import numpy as np
@@ -212,7 +206,7 @@ def csp_samples(
     wall times / failure notes.
     """
     def jobs_for(indices: Sequence[int], js: range) -> list[tuple[dict[str, int], int, dict[str, Any]]]:
-        return [(counts_of(references[i]), sample_seed(settings.seed, i, j),
+        return [(atom_counts(references[i]), sample_seed(settings.seed, i, j),
                  {"material_id": references[i].info.get("material_id", str(i)), "test_index": i, "sample": j})
                 for i in indices for j in js]  # fmt: skip
 
@@ -322,7 +316,7 @@ def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, atoms in enumerate(training):
-            counts = counts_of(atoms)
+            counts = atom_counts(atoms)
             if Composition(counts).reduced_formula not in formulas:
                 continue
             cif = AseAtomsAdaptor.get_structure(atoms).to(fmt="cif")
@@ -405,7 +399,7 @@ def stability_scores(
     phases_s = time.perf_counter() - phases_start
     if not kept:
         return {"skipped": "no sample has a defined hull", "unreferenced_elements": sorted(unreferenced)}
-    formulas = {Composition(counts_of(a)).reduced_formula for _, a in kept}
+    formulas = {Composition(atom_counts(a)).reduced_formula for _, a in kept}
     start = time.perf_counter()
     report = stability_report([a for _, a in kept], calculator=settings.calculator, cache=cache, hull_records=hull,
                               training_records=training_records(training, formulas), settings=relax_settings,

@@ -20,6 +20,7 @@ rotated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -178,11 +179,17 @@ def lattice_to_cell(lattice: Sequence[float]) -> np.ndarray:
     return cell
 
 
-def to_structure(atoms: Atoms):
-    """pymatgen ``Structure`` of decoded Atoms."""
+def to_structure(obj: Any):
+    """A pymatgen ``Structure`` from an ``ase.Atoms`` or a ``Structure`` (returned as is)."""
+    # pymatgen takes ~1 s to import; only the callers that need a Structure pay for it.
+    from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    return AseAtomsAdaptor.get_structure(atoms)
+    if isinstance(obj, Structure):
+        return obj
+    if isinstance(obj, Atoms):
+        return AseAtomsAdaptor.get_structure(obj)
+    raise TypeError(f"expected ase.Atoms or pymatgen Structure, got {type(obj).__name__}")
 
 
 def encode_batch(structures: Sequence, *, n_slots: int = DEFAULT_SLOTS) -> tuple[np.ndarray, np.ndarray]:

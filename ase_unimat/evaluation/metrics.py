@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from ase_unimat.core.representation import to_structure
+
 #: Published coverage cutoffs (struct, comp) per dataset, from CDVAE/DiffCSP ``COV_Cutoffs``.
 COVERAGE_CUTOFFS: dict[str, tuple[float, float]] = {
     "mp_20": (0.4, 10.0),
@@ -60,21 +62,6 @@ CSP_MATCHER = {"stol": 0.5, "angle_tol": 10.0, "ltol": 0.3}
 MIN_DISTANCE = 0.5  # A
 MIN_VOLUME = 0.1  # A^3
 _MAX_OXIDATION_COMBINATIONS = 10**7  # CDVAE gives up (invalid) above this many combinations
-
-
-def to_structure(obj: Any):
-    """A pymatgen ``Structure`` from an ``ase.Atoms`` or a ``Structure`` (returned as is)."""
-    from pymatgen.core import Structure
-
-    if isinstance(obj, Structure):
-        return obj
-    from ase import Atoms
-
-    if isinstance(obj, Atoms):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        return AseAtomsAdaptor.get_structure(obj)
-    raise TypeError(f"expected ase.Atoms or pymatgen Structure, got {type(obj).__name__}")
 
 
 # ----------------------------------------------------------------------------------------- validity

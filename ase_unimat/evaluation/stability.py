@@ -54,6 +54,8 @@ import numpy as np
 from ase import Atoms
 
 from ase_unimat.core.atomic import atomic_write_text
+from ase_unimat.core.geometry import atom_counts, shortest_distance
+from ase_unimat.core.representation import to_structure
 from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax_task
 
 #: Where each data source lives under ``../shared/data``.
@@ -497,7 +499,7 @@ def phase_energies(
     free = [(key, atoms) for key, atoms in todo if not atoms.info.get("fixed_cell")]
     results = relax_many(free, calculator, settings, calculator_options=calculator_options, workers=workers)
     for (key, atoms), result in zip(free, results, strict=True):
-        counts = _counts_of(atoms)
+        counts = atom_counts(atoms)
         cache.put(PhaseEnergy(key=key, counts=counts, energy=float(result.energy) if result.ok else math.nan,
                               steps=int(result.steps), status=result.status))  # fmt: skip
     if in_box:
@@ -514,7 +516,6 @@ def relax_fixed_cell(key: str, atoms: Atoms, calculator: Any, settings: RelaxSet
     """
     from ase.optimize import BFGS, FIRE
 
-    from ase_unimat.search.relax import shortest_distance
     from ase_unimat.search.threads import single_threaded_blas
 
     work = atoms.copy()
@@ -535,14 +536,7 @@ def relax_fixed_cell(key: str, atoms: Atoms, calculator: Any, settings: RelaxSet
         except Exception:  # the calculator raised (e.g. EMT without parameters for the element), a timeout
             energy = math.nan
     status = "ok" if math.isfinite(energy) else "failed"
-    return PhaseEnergy(key=key, counts=_counts_of(atoms), energy=energy, steps=int(optimizer.nsteps), status=status)
-
-
-def _counts_of(atoms: Atoms) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for symbol in atoms.get_chemical_symbols():
-        counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
+    return PhaseEnergy(key=key, counts=atom_counts(atoms), energy=energy, steps=int(optimizer.nsteps), status=status)
 
 
 # --------------------------------------------------------------------------------------------- hull
@@ -580,8 +574,6 @@ def unique_mask(structures: Sequence[Any]) -> np.ndarray:
     """(N,) bool: True for the first structure of each group of matching structures."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.evaluation.metrics import to_structure
-
     matcher = StructureMatcher()
     items = [to_structure(s) for s in structures]
     kept: list[int] = []
@@ -597,8 +589,6 @@ def unique_mask(structures: Sequence[Any]) -> np.ndarray:
 def novel_mask(structures: Sequence[Any], training: Sequence[ReferenceRecord]) -> np.ndarray:
     """(N,) bool: True where no training structure of the same reduced formula matches."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    from ase_unimat.evaluation.metrics import to_structure
 
     matcher = StructureMatcher()
     by_formula: dict[str, list[ReferenceRecord]] = {}
@@ -688,7 +678,7 @@ def stability_report(
         if not math.isfinite(energy):
             reasons[i] = "relaxation failed"
             continue
-        counts = _counts_of(atoms)
+        counts = atom_counts(atoms)
         chemsys = frozenset(counts)
         if chemsys not in chemsys_phases:
             try:

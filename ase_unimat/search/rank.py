@@ -20,6 +20,7 @@ from typing import Any
 
 from ase_unimat.core.atomic import atomic_path, atomic_write_text
 from ase_unimat.core.formula import format_formula, reduce_counts
+from ase_unimat.core.geometry import atom_counts
 from ase_unimat.search.relax import RelaxResult
 
 CSV_COLUMNS = (
@@ -61,11 +62,11 @@ class RankedStructure:
 
     @property
     def n_fu(self) -> int:
-        return reduce_counts(_counts(self.best))[1]
+        return reduce_counts(atom_counts(self.best.atoms))[1]
 
     @property
     def formula(self) -> str:
-        return format_formula(reduce_counts(_counts(self.best))[0])
+        return format_formula(reduce_counts(atom_counts(self.best.atoms))[0])
 
     @property
     def enthalpy_per_fu(self) -> float:
@@ -151,7 +152,7 @@ def rank(
     structures: list[Any] = []  # pymatgen Structure of each group's representative
     keys: list[tuple] = []  # reduced composition of each group
     for result in ok:
-        key = tuple(sorted(reduce_counts(_counts(result))[0].items()))
+        key = tuple(sorted(reduce_counts(atom_counts(result.atoms))[0].items()))
         per_atom = result.enthalpy / len(result.atoms)
         structure = AseAtomsAdaptor.get_structure(result.atoms)
         for i, group in enumerate(groups):
@@ -262,10 +263,3 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
                 converged=structure.best.converged,
             )
     return path
-
-
-def _counts(result: RelaxResult) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for symbol in result.atoms.get_chemical_symbols():
-        counts[symbol] = counts.get(symbol, 0) + 1
-    return counts

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import signal
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from ase_unimat.core.geometry import shortest_distance
 from ase_unimat.search.threads import single_threaded_blas
 
 OPTIMIZERS = ("FIRE", "BFGS")
@@ -244,25 +244,6 @@ def _check_distances(atoms: Atoms, min_distance: float) -> None:
     distance = shortest_distance(atoms)
     if distance < min_distance:
         raise RelaxFailure(f"atoms collapsed: two atoms {distance:.2f} Å apart (limit {min_distance} Å)")
-
-
-def shortest_distance(atoms: Atoms) -> float:
-    """Shortest distance between two atoms, periodic images included (Å).
-
-    Minimum image over the 27 neighbouring cells of the wrapped fractional differences: exact for any
-    cell that is not extremely skewed, and ~10x cheaper than a neighbour list on small cells.
-    """
-    n = len(atoms)
-    frac = atoms.get_scaled_positions(wrap=False)  # (N, 3)
-    diff = frac[:, None, :] - frac[None, :, :]  # (N, N, 3)
-    diff -= np.round(diff)
-    vectors = (diff[:, :, None, :] + _SHIFTS[None, None]) @ atoms.cell.array  # (N, N, 27, 3)
-    distances = np.sqrt((vectors**2).sum(-1))  # (N, N, 27)
-    distances[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself (shift 0, 0, 0)
-    return float(distances.min())
-
-
-_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3), index 13 = (0, 0, 0)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ase_unimat.core.formula import formula_label
+from ase_unimat.core.geometry import atom_counts
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
@@ -116,8 +117,7 @@ class UniMatSeedSource:
                 atoms = _rescaled(plan[k][0], atoms)
             elif self.first_pass == "symmetrize" and plan[k][3] == 0:
                 atoms = _symmetrized(plan[k][0], atoms)
-            built = {s: atoms.get_chemical_symbols().count(s) for s in counts}
-            if built != dict(counts) or len(atoms) != sum(counts.values()):
+            if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized")

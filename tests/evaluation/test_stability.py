@@ -14,9 +14,10 @@ from ase.data import chemical_symbols, covalent_radii
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from ase_unimat.core.geometry import shortest_distance
 from ase_unimat.evaluation import stability
 from ase_unimat.evaluation.stability import EnergyCache, PhaseEnergy, ReferenceRecord
-from ase_unimat.search.relax import RelaxSettings, relax, shortest_distance
+from ase_unimat.search.relax import RelaxSettings, relax
 
 SETTINGS = RelaxSettings(fmax=0.05, max_steps=200)
 
