@@ -42,7 +42,6 @@ search_efficiency [--quick]`` (the default configurations) or ``python -m bench.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -56,7 +55,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ase_unimat.core.atomic import atomic_write_text
+from ase_unimat.search.relax_cache import RelaxCache, cache_key  # noqa: F401 (bench API: se.cache_key)
 
 BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
@@ -257,50 +256,6 @@ def make_seeds(source: Any, target: Target, n: int, run_seed: int) -> list[Any]:
 # ------------------------------------------------------------------------------------- relaxations
 
 
-def cache_key(atoms: Any, *, calculator: str, fmax: float, max_steps: int, time_limit: float | None) -> str:
-    """SHA-256 hex digest of what decides a relaxation: the settings and the structure's content.
-
-    Atomic numbers, cell and Cartesian positions (rounded to 1e-6 Å) enter, never the job's name,
-    so the same structure under two names shares one entry and a changed seed generator misses.
-    """
-    content = {
-        "calculator": str(calculator),
-        "fmax": float(fmax),
-        "max_steps": int(max_steps),
-        "time_limit": None if time_limit is None else float(time_limit),
-        "numbers": np.asarray(atoms.numbers).tolist(),
-        "cell": np.rint(np.asarray(atoms.cell.array) * 1e6).astype(np.int64).tolist(),  # (3, 3) in 1e-6 Å
-        "positions": np.rint(np.asarray(atoms.positions) * 1e6).astype(np.int64).tolist(),  # (N, 3) in 1e-6 Å
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class RelaxCache:
-    """Finished relaxations on disk: ``<root>/<cache key>.json`` holds one ``RelaxResult.to_dict()``."""
-
-    root: Path
-
-    def path(self, key: str) -> Path:
-        """The file of one cache key."""
-        return self.root / f"{key}.json"
-
-    def get(self, key: str) -> Any:
-        """The cached ``RelaxResult`` of ``key``, or ``None`` when there is none (or it is unreadable)."""
-        from ase_unimat.search.relax import RelaxResult
-
-        try:
-            return RelaxResult.from_dict(json.loads(self.path(key).read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):  # damaged or foreign file: relax again, overwrite
-            return None
-
-    def put(self, key: str, result: Any) -> None:
-        """Store ``result`` under ``key`` atomically (temporary file, then ``os.replace``)."""
-        atomic_write_text(self.path(key), json.dumps(result.to_dict()))
-
-
 def relax_cache(config: BenchConfig) -> RelaxCache | None:
     """The cache ``config`` asks for (``cache_dir`` None: ``DEFAULT_CACHE_DIR``), or ``None`` for ``""`` (off)."""
     if config.cache_dir == "":
@@ -328,58 +283,31 @@ def _job_source(job: str) -> str:
 
 
 def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callable[[str], None]) -> Relaxations:
-    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes, reading and filling the cache.
+    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes through the library's ``RelaxPool``.
 
-    Each result is written to the cache (by this process) as soon as its relaxation finishes, so a
-    killed run loses only the relaxations in flight. Cached results get the current job's key as
-    ``id`` and its source as ``source``.
+    The pool reads and fills the cache (each result is written as soon as its relaxation finishes,
+    so a killed run loses only the relaxations in flight) and relaxes one structure held by several
+    jobs once. Cached results get the current job's key as ``id`` and its source as ``source``.
     """
-    import concurrent.futures as cf
-    import multiprocessing
-
-    from ase_unimat.search.relax import RelaxSettings, RelaxTask, relax_task
-    from ase_unimat.search.threads import init_worker
+    from ase_unimat.search.pool import RelaxPool
+    from ase_unimat.search.relax import RelaxSettings, RelaxTask
 
     settings = RelaxSettings(fmax=config.fmax, max_steps=config.max_steps, time_limit=config.time_limit)
     cache = relax_cache(config)
-    digests = {key: cache_key(atoms, calculator=config.calculator, fmax=config.fmax, max_steps=config.max_steps,
-                              time_limit=config.time_limit) for key, atoms in jobs}  # fmt: skip
-    by_digest: dict[str, Any] = {}  # cache key -> RelaxResult
-    todo: dict[str, tuple[str, Any]] = {}  # cache key -> the first job holding that structure
-    from_cache = 0
-    for key, atoms in jobs:
-        digest = digests[key]
-        if digest not in by_digest and digest not in todo and cache is not None:
-            cached = cache.get(digest)
-            if cached is not None:
-                by_digest[digest] = cached
-        if digest in by_digest:
-            from_cache += 1
-        else:
-            todo.setdefault(digest, (key, atoms))
+    tasks = [RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
+                       calculator_options=(("threads", 1),), settings=settings) for key, atoms in jobs]  # fmt: skip
+    pool = RelaxPool(workers=config.workers, cache=cache, in_flight=max(1, len(tasks)))
+    results: dict[str, Any] = {}
+    start, said = time.perf_counter(), 0
+    for task, result in pool.imap(tasks):
+        results[task.id] = result
+        if pool.relaxed >= said + 10:
+            said = pool.relaxed
+            say(f"  {said} relaxations, {time.perf_counter() - start:.0f} s")
     if cache is not None:
-        say(f"  {from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
-    tasks = {digest: RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
-                               calculator_options=(("threads", 1),), settings=settings)
-             for digest, (key, atoms) in todo.items()}  # fmt: skip
-    if tasks:
-        start = time.perf_counter()
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=config.workers, mp_context=context, initializer=init_worker) as pool:
-            futures = {pool.submit(relax_task, task): digest for digest, task in tasks.items()}
-            try:
-                for done, future in enumerate(cf.as_completed(futures), start=1):
-                    digest = futures[future]
-                    by_digest[digest] = future.result()
-                    if cache is not None:
-                        cache.put(digest, by_digest[digest])
-                    if done % 10 == 0 or done == len(tasks):
-                        say(f"  {done}/{len(tasks)} relaxations, {time.perf_counter() - start:.0f} s")
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # do not run the queue on after an interrupt
-                raise
-    results = {key: replace(by_digest[digests[key]], id=key, source=_job_source(key)) for key, _ in jobs}
-    return Relaxations(results=results, from_cache=from_cache, relaxed=len(tasks))
+        say(f"  {pool.from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
+    return Relaxations(results={key: results[key] for key, _ in jobs}, from_cache=pool.from_cache,
+                       relaxed=pool.relaxed)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ scoring

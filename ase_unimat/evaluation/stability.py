@@ -56,7 +56,8 @@ from ase import Atoms
 from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.core.geometry import atom_counts, shortest_distance
 from ase_unimat.core.representation import to_structure
-from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax_task
+from ase_unimat.search.pool import RelaxPool
+from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
 
 #: Where each data source lives under ``../shared/data``.
 DATA_SOURCES = {
@@ -449,7 +450,7 @@ def relax_many(
     workers: int = 1,
     source: str = "user",
 ) -> list[RelaxResult]:
-    """Relax ``(id, atoms)`` pairs with :func:`ase_unimat.search.relax.relax_task`, in order.
+    """Relax ``(id, atoms)`` pairs through :class:`ase_unimat.search.pool.RelaxPool`, results in order.
 
     ``workers > 1`` uses a spawned process pool whose workers run one BLAS/torch thread each
     (``calculator`` must then be a picklable spec, e.g. ``"chgnet"``).
@@ -457,16 +458,7 @@ def relax_many(
     options = tuple(sorted((calculator_options or {}).items()))
     tasks = [RelaxTask(id=i, source=source, atoms=a, calculator=calculator, calculator_options=options,
                        settings=settings) for i, a in structures]  # fmt: skip
-    if workers <= 1 or len(tasks) <= 1:
-        return [relax_task(t) for t in tasks]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from ase_unimat.search.threads import init_worker
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker) as pool:
-        return list(pool.map(relax_task, tasks))
+    return RelaxPool(workers=workers if len(tasks) > 1 else 1).map(tasks)
 
 
 def phase_energies(

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
-from ase_unimat.search.calculators import check_calculator_spec, describe_calculator, get_calculator
+from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
+from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
-from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax, relax_task
+from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
 from ase_unimat.search.store import RunStore
 
 
@@ -213,19 +214,17 @@ class Search:
         store = self._open_store()
         done = store.finished_indices() if store else set()
         pending = [k for k in range(self.n) if k not in done]
-        if self.executor is None and self.workers == 1:
-            yield from self._run_serial(pending, store)
-            return
-        if self.executor is not None:
-            yield from self._run_executor(self.executor, pending, store)
-            return
-        import multiprocessing
+        pool = RelaxPool(workers=self.workers, executor=self.executor)
+        index_of: dict[int, int] = {}  # id(task) -> seed index
 
-        from ase_unimat.search.threads import init_worker
+        def tasks() -> Iterator[RelaxTask]:
+            for seed, index in self._seeds(pending, chunk=8 if pool.serial else pool.in_flight):
+                task = self._task(seed)
+                index_of[id(task)] = index
+                yield task
 
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker) as pool:
-            yield from self._run_executor(pool, pending, store)
+        for task, result in pool.imap(tasks()):
+            yield self._finish(result, index_of.pop(id(task)), store)
 
     def run(self) -> Ranking:
         """Run the search to the end and return the ranking of every finished seed of the run."""
@@ -248,38 +247,6 @@ class Search:
         if self.db is not None:
             write_database(self.ranking, self.db)
         return self.ranking
-
-    def _run_serial(self, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
-        calculator = None
-        for seed, index in self._seeds(pending, chunk=8):
-            if calculator is None:
-                calculator = get_calculator(self.calculator, **self.calculator_options)
-            result = relax(seed.atoms, calculator, self.settings, id=seed.id, source=seed.source)
-            yield self._finish(result, index, store)
-
-    def _run_executor(self, executor: cf.Executor, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
-        in_flight = 2 * self.workers
-        seeds = self._seeds(pending, chunk=in_flight)
-        running: dict[cf.Future, int] = {}
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and len(running) < in_flight:
-                    try:
-                        seed, index = next(seeds)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    running[executor.submit(relax_task, self._task(seed))] = index
-                if not running:
-                    return
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    index = running.pop(future)
-                    yield self._finish(future.result(), index, store)
-        finally:
-            for future in running:
-                future.cancel()
 
     def _task(self, seed: Any) -> RelaxTask:
         return RelaxTask(

@@ -16,7 +16,7 @@ from ase.build import bulk
 
 from ase_unimat.search.relax import RelaxResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from ase_unimat.search.relax import RelaxResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"n_seeds": 10, "run_seed": 0, "calculator": "chgnet", "fmax": 0.05, "max_steps": 500, "time_limit": None}
 
 
