@@ -11,8 +11,9 @@ empty. Every element Z = 1-118 has exactly one cell.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from ase.data import atomic_numbers, chemical_symbols
 
 N_ROWS = 9
 N_COLS = 18
@@ -62,9 +63,17 @@ def z_at(row: int, col: int) -> int:
     return int(CELL_TO_Z[row, col])
 
 
+@functools.cache
+def _ase_tables() -> tuple[list[str], dict[str, int]]:
+    # ase is imported on first use: the networks read this grid and must not pull in ase (contract).
+    from ase.data import atomic_numbers, chemical_symbols
+
+    return chemical_symbols, atomic_numbers
+
+
 def symbol_to_z(symbol: str) -> int:
     """Atomic number of a chemical symbol; KeyError for an unknown one (or the dummy ``X``)."""
-    z = atomic_numbers.get(symbol, 0)
+    z = _ase_tables()[1].get(symbol, 0)
     if z < 1 or z > MAX_Z:
         raise KeyError(f"unknown element {symbol!r}")
     return z
@@ -73,4 +82,4 @@ def symbol_to_z(symbol: str) -> int:
 def z_to_symbol(z: int) -> str:
     """Chemical symbol of atomic number ``z``."""
     cell_of(z)
-    return chemical_symbols[int(z)]
+    return _ase_tables()[0][int(z)]
