@@ -13,15 +13,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
 from ase_unimat.core.geometry import atom_counts
+from ase_unimat.core.periodic_table import cell_of, symbol_to_z
+from ase_unimat.core.representation import encode
 from ase_unimat.model.bundled import MODEL_FILE, resolve_model_path
+from ase_unimat.model.config import from_dict
 
 
 def resolve_device(device: str | None = "auto"):
     """``"auto"``: CUDA when available, else CPU; otherwise the named torch device."""
-    import torch
+    import torch  # torch takes seconds to import
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -41,9 +45,8 @@ def load_model(model=None, *, device: str = "auto"):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     """
 
-    from ase_unimat.model.checkpoint import load_weights
-    from ase_unimat.model.config import from_dict
-    from ase_unimat.model.diffusion import UniMatModel, build_model
+    from ase_unimat.model.checkpoint import load_weights  # torch takes seconds to import
+    from ase_unimat.model.diffusion import UniMatModel, build_model  # torch takes seconds to import
 
     dev = resolve_device(device)
     if isinstance(model, UniMatModel):
@@ -76,7 +79,6 @@ def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
 
 
 def grid_cell(symbol: str) -> tuple[int, int]:
-    from ase_unimat.core.periodic_table import cell_of, symbol_to_z
 
     return cell_of(symbol_to_z(symbol))
 
@@ -148,9 +150,9 @@ def generate(
         ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``
         (and ``strength`` when started from ``start``).
     """
-    import torch
+    import torch  # torch takes seconds to import
 
-    from ase_unimat.model.sampler import get_sampler, to_atoms
+    from ase_unimat.model.sampler import get_sampler, to_atoms  # torch takes seconds to import
 
     sample = get_sampler(sampler)
     if seeds is None:
@@ -192,7 +194,6 @@ def _encode_starts(
     start: Sequence[Atoms], counts: Mapping[str, int], n: int, n_slots: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, L, 9, 18, 3) coords and (n, 6) lattices of the starting structures, checked against ``counts``."""
-    from ase_unimat.core.representation import encode
 
     start = list(start)
     if len(start) != n:
@@ -286,7 +287,6 @@ class UniMatStartGenerator:
 
 def _block_counts(blocks) -> dict[str, int]:
     """Element counts of StartGenerator-style blocks (single atoms only)."""
-    from ase.data import atomic_numbers, chemical_symbols
 
     counts: dict[str, int] = {}
     for block in blocks:

@@ -33,7 +33,10 @@ class _FormulaUnits(click.ParamType):
     name = "N|LOW-HIGH"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        from ase_unimat.search.search import SearchError, parse_formula_units
+        from ase_unimat.search.search import (  # imported when the command runs: --help stays instant
+            SearchError,
+            parse_formula_units,
+        )
 
         if isinstance(value, tuple):
             return value
@@ -179,7 +182,7 @@ def run_command(**options: Any) -> None:
     out = options["out"] or Path(f"airss_{label}")
     client = None
     try:
-        from ase_unimat.search.search import Search
+        from ase_unimat.search.search import Search  # optional dependency
 
         executor = None
         workers = options["workers"]
@@ -216,7 +219,7 @@ def run_command(**options: Any) -> None:
     finally:
         if client is not None:
             client.close()
-    from ase_unimat.search.rank import format_table
+    from ase_unimat.search.rank import format_table  # imported when the command runs: --help stays instant
 
     click.echo(format_table(ranking))
     click.echo(f"results in {out}/ (ranked.csv, res/, unique/{', report/' if options['plot'] else ''})")
@@ -234,9 +237,9 @@ def run_command(**options: Any) -> None:
 def report_command(run_dir: Path, out: Path | None, top: int) -> None:
     """Re-rank a run directory (finished or not), print its table and draw its PNG pictures."""
     try:
-        from ase_unimat.search.rank import format_table, rank, write_csv
-        from ase_unimat.search.report import make_report
-        from ase_unimat.search.store import RunStore
+        from ase_unimat.search.rank import format_table, rank, write_csv  # optional dependency
+        from ase_unimat.search.report import make_report  # optional dependency
+        from ase_unimat.search.store import RunStore  # optional dependency
 
         store = RunStore(run_dir)
         if not store.manifest_path.is_file():
@@ -261,7 +264,7 @@ def _progress_printer(search: Any) -> Any:
 
 def _dask_executor(address: str) -> tuple[Any, Any]:
     try:
-        from dask.distributed import Client
+        from dask.distributed import Client  # optional: pip install '.[dask]'
     except ImportError:
         raise ImportError("--scheduler needs dask[distributed] (pip install 'dask[distributed]')") from None
     try:

@@ -70,7 +70,12 @@ def build(inputs: tuple[str, ...], output: str, n_slots: int, max_atoms: int, co
           append: bool, overwrite: bool, dedup: bool, exclude: tuple[str, ...], exclude_formulas: tuple[str, ...], batch_size: int,
           progress: bool) -> None:
     """Convert INPUTS into the dataset OUTPUT; rerun the same command to resume after a crash."""
-    from ase_unimat.data.convert import ConversionError, ConvertOptions, convert, parse_columns
+    from ase_unimat.data.convert import (  # imported when the command runs: --help stays instant
+        ConversionError,
+        ConvertOptions,
+        convert,
+        parse_columns,
+    )
 
     try:
         options = ConvertOptions(n_slots=n_slots, max_atoms=max_atoms, columns=parse_columns(columns),
@@ -89,7 +94,10 @@ def build(inputs: tuple[str, ...], output: str, n_slots: int, max_atoms: int, co
               help="Show at most this many elements in the element histogram.")
 def info(path: str, top: int) -> None:
     """Summarise the dataset PATH: count, elements, atoms per cell, properties, history."""
-    from ase_unimat.data.hdf5 import DatasetFormatError, describe
+    from ase_unimat.data.hdf5 import (  # imported when the command runs: --help stays instant
+        DatasetFormatError,
+        describe,
+    )
 
     try:
         click.echo(describe(path, top=top))

@@ -25,9 +25,9 @@ Examples:
 def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
     """Atoms from an ase-readable file (extxyz, CIF, ...), a folder of .cif/.res files, a CSV with a
     ``cif`` column (``material_id`` kept in ``info``), or a UniMat HDF5 file."""
-    import warnings
+    import warnings  # imported when the command runs: --help stays instant
 
-    from ase.io import read
+    from ase.io import read  # imported when the command runs: --help stays instant
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,7 +38,7 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
             return [read(f) for f in files[:limit]]
         name = path.name.lower()
         if name.endswith((".h5", ".hdf5")):
-            from ase_unimat.data.hdf5 import read_atoms
+            from ase_unimat.data.hdf5 import read_atoms  # imported when the command runs: --help stays instant
 
             return read_atoms(path)[:limit]
         if name.endswith((".csv", ".csv.gz")):
@@ -47,9 +47,9 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
 
 
 def _read_csv(path: Path, limit: int | None) -> list[Any]:
-    import pandas as pd
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
+    import pandas as pd  # pandas is slow to import
+    from pymatgen.core import Structure  # pymatgen is slow to import
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import
 
     frame = pd.read_csv(path, nrows=limit)
     if "cif" not in frame:
@@ -102,7 +102,7 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
     GENERATED is an extxyz/CIF file, a folder of .cif/.res files, a CSV with a 'cif' column or a
     UniMat HDF5 file. Metrics follow CDVAE/DiffCSP (see ase_unimat/metrics.py).
     """
-    from ase_unimat.evaluation.metrics import evaluate
+    from ase_unimat.evaluation.metrics import evaluate  # imported when the command runs: --help stays instant
 
     structures = read_structures(generated, limit=limit)
     references = read_structures(reference, limit=limit)
@@ -127,14 +127,14 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
 
 
 def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path) -> dict:
-    from ase_unimat.evaluation.stability import (
+    from ase_unimat.evaluation.stability import (  # imported when the command runs: --help stays instant
         HULL_SOURCES,
         TRAINING_SOURCES,
         EnergyCache,
         load_reference_records,
         stability_report,
     )
-    from ase_unimat.search.relax import RelaxSettings
+    from ase_unimat.search.relax import RelaxSettings  # imported when the command runs: --help stays instant
 
     return stability_report(
         structures,

@@ -33,8 +33,9 @@ def output_format(out: Path, fmt: str) -> str:
 
 def write_structures(structures, out: Path, fmt: str) -> list[Path]:
     """Write Atoms as one extxyz/CIF file, or one AIRSS ``.res`` file per structure in folder ``out``."""
+    # imported when the command runs: --help stays instant
     from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.io import write
+    from ase.io import write  # imported when the command runs: --help stays instant
 
     if fmt in ("extxyz", "cif"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,7 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
 def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt) -> None:
     """Sample N crystal structures of FORMULA with a UniMat model."""
     fmt = output_format(out, fmt)
-    from ase_unimat.generation import generate
+    from ase_unimat.generation import generate  # imported when the command runs: --help stays instant
 
     try:
         structures = generate(

@@ -91,8 +91,13 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
     exactly from the last one; the EMA weights end up in OUT/model.pt. Under torchrun every
     process runs this same command (DDP; NCCL on GPUs, gloo on CPUs).
     """
-    from ase_unimat.model.checkpoint import CheckpointError
-    from ase_unimat.model.config import ConfigError, from_dict, named_config, to_dict
+    from ase_unimat.model.checkpoint import CheckpointError  # torch takes seconds to import
+    from ase_unimat.model.config import (  # imported when the command runs: --help stays instant
+        ConfigError,
+        from_dict,
+        named_config,
+        to_dict,
+    )
 
     try:
         data = to_dict(named_config(config_name))
@@ -107,7 +112,7 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(toml_text(to_dict(config)), encoding="utf-8")
 
-    from ase_unimat.training.trainer import train
+    from ase_unimat.training.trainer import train  # torch takes seconds to import
 
     try:
         result = train(config, out_dir=out, resume=resume, progress=progress, overrides={"keep_every": keep_every})

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
 from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, MAX_Z, Z_TO_CELL
@@ -123,7 +124,6 @@ def _encode_arrays(numbers: np.ndarray, frac: np.ndarray, *, n_slots: int) -> np
 
 
 def _symbol(z: int) -> str:
-    from ase.data import chemical_symbols
 
     return chemical_symbols[int(z)]
 
@@ -183,7 +183,7 @@ def to_structure(obj: Any):
     """A pymatgen ``Structure`` from an ``ase.Atoms`` or a ``Structure`` (returned as is)."""
     # pymatgen takes ~1 s to import; only the callers that need a Structure pay for it.
     from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import
 
     if isinstance(obj, Structure):
         return obj

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -43,9 +44,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
 from ase_unimat.core.atomic import atomic_write, fsync_dir
+from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
+from ase_unimat.core.periodic_table import z_to_symbol
+from ase_unimat.core.representation import RepresentationError, encode
+from ase_unimat.data.hdf5 import (
+    FORMAT_VERSION,
+    DatasetFormatError,
+    append_batch,
+    create_file,
+    ensure_property,
+    history,
+    open_file,
+    read_ids,
+    sparse_atoms,
+)
 from ase_unimat.data.journal import (
     JournalError,
     PartBuilder,
@@ -54,7 +71,7 @@ from ase_unimat.data.journal import (
     part_batch,
     part_end,
 )
-from ase_unimat.data.readers import RawRecord, RecordError, expand_inputs, input_format, iter_raw, parse
+from ase_unimat.data.readers import RawRecord, RecordError, _open_text, expand_inputs, input_format, iter_raw, parse
 
 CHUNK_SIZE = 32  # records per worker task
 _REASONS = (
@@ -176,8 +193,6 @@ def convert_records(raws: Sequence[RawRecord], *, n_slots: int, max_atoms: int,
     Returns per record ``("ok", id, source, numbers (n,), frac (n, 3), cellpar (6,), properties)`` or
     ``("skip", id, source, reason, message)``.
     """
-    from ase_unimat.core.representation import RepresentationError, encode
-    from ase_unimat.data.hdf5 import sparse_atoms
 
     out = []
     for raw in raws:
@@ -223,7 +238,6 @@ def _identity(path: Path) -> list:
 
 def run_key(paths: Sequence[Path], options: ConvertOptions) -> str:
     """Hash of the inputs and of every option that changes the output."""
-    from ase_unimat.data.hdf5 import FORMAT_VERSION
 
     ident = {
         "inputs": [_identity(p) for p in paths], "L": options.n_slots, "max_atoms": options.max_atoms,
@@ -242,11 +256,9 @@ def read_id_list(path: str | Path) -> set[str]:
     if not path.is_file():
         raise ConversionError(f"no such id file: {path}")
     if path.suffix in (".h5", ".hdf5"):
-        from ase_unimat.data.hdf5 import read_ids
 
         return set(read_ids(path))
     if input_format(path) == "csv":
-        from ase_unimat.data.readers import _open_text
 
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
@@ -267,18 +279,15 @@ def read_formula_list(path: str | Path) -> set[str]:
     text file with one formula per line. Any formula of a composition (``Mg2O2``, ``MgO``) gives the
     same reduced formula, so every polymorph and cell size of it is excluded.
     """
-    from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
 
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"no such formula file: {path}")
     if path.suffix in (".h5", ".hdf5"):
-        import h5py
 
         with h5py.File(path, "r") as f:
             texts = [t.decode() if isinstance(t, bytes) else str(t) for t in f["formula"][:]]
     elif input_format(path) == "csv":
-        from ase_unimat.data.readers import _open_text
 
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
@@ -349,7 +358,6 @@ def _check_options(options: ConvertOptions) -> None:
 def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             options: ConvertOptions = ConvertOptions()) -> ConvertSummary:
     """Convert ``inputs`` into the UniMat HDF5 dataset ``output`` (resumable; see module docstring)."""
-    from ase_unimat.data.hdf5 import DatasetFormatError, history, open_file, read_ids
 
     t0 = time.perf_counter()
     _check_options(options)
@@ -413,15 +421,12 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
 
 def _reduced_formula_of(numbers) -> str:
-    from ase_unimat.core.formula import reduced_formula
-    from ase_unimat.core.periodic_table import z_to_symbol
 
     z, counts = np.unique(np.asarray(numbers), return_counts=True)
     return reduced_formula({z_to_symbol(int(a)): int(c) for a, c in zip(z, counts, strict=True)})
 
 
 def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
-    from tqdm import tqdm
 
     chunks = _chunks(_raw_stream(paths, resumed_at), CHUNK_SIZE)
     results = _ordered_results(chunks, options)
@@ -440,9 +445,6 @@ def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
 
 
 def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummary:
-    import h5py
-
-    from ase_unimat.data.hdf5 import append_batch, create_file, ensure_property, history
 
     loaded = [load_part(p) for p in parts]
     records = part_end(parts[-1]) if parts else 0
@@ -510,7 +512,6 @@ def _write_report(report: Path, key: str, loaded: Sequence[dict]) -> None:
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """CSV text of a header and rows."""
-    import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -43,8 +43,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL
-from ase_unimat.core.representation import NULL, RepresentationError, encode, occupied
+from ase_unimat import __version__
+from ase_unimat.core.formula import format_formula
+from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL, z_to_symbol
+from ase_unimat.core.representation import NULL, RepresentationError, decode, encode, occupied
 
 FORMAT_NAME = "unimat-hdf5"
 FORMAT_VERSION = 1
@@ -154,8 +156,6 @@ def dense_coords(natoms: np.ndarray, numbers: np.ndarray, frac: np.ndarray, *, n
 def batch_from_structures(structures: Sequence, *, n_slots: int = 20, material_ids: Sequence[str] | None = None,
                           properties: Mapping[str, Sequence[float]] | None = None) -> StructureBatch:
     """Encode ``ase.Atoms`` / pymatgen Structures into a :class:`StructureBatch` (raises RepresentationError)."""
-    from ase_unimat.core.formula import format_formula
-    from ase_unimat.core.periodic_table import z_to_symbol
 
     natoms, lattice, numbers, fracs, formulas = [], [], [], [], []
     for structure in structures:
@@ -188,7 +188,6 @@ def batch_from_structures(structures: Sequence, *, n_slots: int = 20, material_i
 
 def create_file(path: str | Path, *, n_slots: int, source: Sequence[str] = (), attrs: Mapping | None = None) -> h5py.File:
     """Create an empty dataset file at ``path`` (overwriting it) and return it open for writing."""
-    from ase_unimat import __version__
 
     h5 = h5py.File(path, "w")
     h5.attrs.update({
@@ -313,7 +312,6 @@ def read_batch(h5: h5py.File, start: int = 0, stop: int | None = None) -> Struct
 
 def read_atoms(path: str | Path, indices: Sequence[int] | None = None) -> list:
     """Decode structures of a dataset file into ``ase.Atoms`` (all, or ``indices``); ``info`` has the id."""
-    from ase_unimat.core.representation import decode
 
     with open_file(path) as h5:
         batch = read_batch(h5)
@@ -344,7 +342,6 @@ def history(h5: h5py.File) -> list[dict]:
 
 def describe(path: str | Path, *, top: int = 118) -> str:
     """Text summary of a dataset file: count, atoms-per-cell and element histograms, properties, history."""
-    from ase_unimat.core.periodic_table import z_to_symbol
 
     with open_file(path) as h5:
         n, n_slots = len(h5["natoms"]), int(h5.attrs["L"])

@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ase_unimat.core.atomic import atomic_write, fsync_dir
+from ase_unimat.core.formula import format_formula
+from ase_unimat.core.periodic_table import z_to_symbol
+from ase_unimat.data.hdf5 import StructureBatch
 
 
 class JournalError(RuntimeError):
@@ -89,8 +92,6 @@ class PartBuilder:
 
     def write(self, journal: Path) -> Path:
         """Write the part into ``journal`` atomically and return its path."""
-        from ase_unimat.core.formula import format_formula
-        from ase_unimat.core.periodic_table import z_to_symbol
 
         k = len(self.columns)
         values = np.full((len(self.ok), k), np.nan)
@@ -129,7 +130,6 @@ def load_part(path: Path) -> dict[str, np.ndarray]:
 
 def part_batch(part: dict[str, np.ndarray]):
     """The converted structures of a loaded part as a :class:`~ase_unimat.data.hdf5.StructureBatch`."""
-    from ase_unimat.data.hdf5 import StructureBatch
 
     return StructureBatch(
         natoms=part["natoms"], lattice=part["lattice"], numbers=part["numbers"].astype(np.int64), frac=part["frac"],

@@ -29,6 +29,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from ase.db import connect
+from ase.io import iread, read
+from ase.io.res import Res
+
+from ase_unimat.data.cif_p1 import NotSimpleCif, parse_p1_cif
+
 csv.field_size_limit(2**31 - 1)
 
 STRUCTURE_SUFFIXES = (".cif", ".res")
@@ -150,11 +156,9 @@ def _parse_payload(raw: RawRecord):
         return parse_cif(raw.payload)
     try:
         if raw.kind == "res":
-            from ase.io.res import Res
 
             return Res.from_string(raw.payload).atoms
         if raw.kind == "xyz":
-            from ase.io import read
 
             return read(io.StringIO(raw.payload), format="extxyz")
     except KeyError as err:  # ase looks chemical symbols up in a dict
@@ -168,14 +172,13 @@ def parse_cif(text: str, *, fast: bool = True):
     With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.data.cif_p1.parse_p1_cif` (into
     ``ase.Atoms``); everything else, or every CIF without ``fast``, by pymatgen (a ``Structure``).
     """
-    from ase_unimat.data.cif_p1 import NotSimpleCif, parse_p1_cif
 
     if fast:
         try:
             return parse_p1_cif(text)
         except NotSimpleCif:
             pass
-    from pymatgen.io.cif import CifParser
+    from pymatgen.io.cif import CifParser  # pymatgen is slow to import
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -258,7 +261,6 @@ def _atoms_properties(atoms) -> dict:
 
 
 def _iter_db(path: Path) -> Iterator[RawRecord]:
-    from ase.db import connect
 
     with connect(path) as db:
         for row in db.select():
@@ -297,7 +299,6 @@ def _iter_xyz(path: Path) -> Iterator[RawRecord]:
 
 
 def _iter_ase(path: Path) -> Iterator[RawRecord]:
-    from ase.io import iread
 
     frames = iread(path, index=":")
     frame = 0

@@ -94,7 +94,7 @@ def structure_validity(structure: Any, *, min_distance: float = MIN_DISTANCE, mi
 
 def _element_counts(obj: Any) -> dict[str, int]:
     """Integer element counts of a Structure/Atoms/Composition/formula string/mapping."""
-    from pymatgen.core import Composition
+    from pymatgen.core import Composition  # pymatgen is slow to import
 
     if isinstance(obj, Mapping):
         composition = Composition({str(k): v for k, v in obj.items()})
@@ -125,8 +125,8 @@ def composition_validity(composition: Any, *, use_pauling_test: bool = True, inc
     include_alloys
         Count compositions made only of metals as valid.
     """
-    import smact
-    from smact.screening import pauling_test
+    import smact  # optional: pip install '.[metrics]'
+    from smact.screening import pauling_test  # optional: pip install '.[metrics]'
 
     counts = _element_counts(composition)
     symbols = sorted(counts)  # CDVAE orders elements by atomic number; the test is order-independent
@@ -177,6 +177,7 @@ def fingerprints(structures: Sequence[Any]) -> Fingerprints:
     """CrystalNN (mean over sites) and Magpie fingerprints of each structure (~25 ms per site)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # matminer is optional and slow to import (~4 s): pip install '.[metrics]'
         from matminer.featurizers.composition.composite import ElementProperty
         from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
@@ -236,7 +237,7 @@ def coverage(
     """
     if len(generated) == 0 or len(reference) == 0:
         raise ValueError("coverage needs at least one generated and one reference structure")
-    from scipy.spatial.distance import cdist
+    from scipy.spatial.distance import cdist  # scipy is slow to import
 
     ref_ok = reference.ok
     gen_ok = generated.ok
@@ -267,7 +268,7 @@ def coverage(
 
 def density_wasserstein(generated: Sequence[Any], reference: Sequence[Any]) -> float:
     """Wasserstein-1 distance between the densities (g/cm^3) of two sets of structures."""
-    from scipy.stats import wasserstein_distance
+    from scipy.stats import wasserstein_distance  # scipy is slow to import
 
     if not generated or not reference:
         raise ValueError("density distance needs non-empty generated and reference sets")
@@ -278,7 +279,7 @@ def density_wasserstein(generated: Sequence[Any], reference: Sequence[Any]) -> f
 
 def num_elements_wasserstein(generated: Sequence[Any], reference: Sequence[Any]) -> float:
     """Wasserstein-1 distance between the numbers of distinct elements of two sets of structures."""
-    from scipy.stats import wasserstein_distance
+    from scipy.stats import wasserstein_distance  # scipy is slow to import
 
     if not generated or not reference:
         raise ValueError("element-count distance needs non-empty generated and reference sets")
@@ -317,7 +318,7 @@ def csp_match(
         ``rms`` (per reference: best RMS among the first k, NaN when none matched). RMSE is NaN when
         nothing matched.
     """
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.analysis.structure_matcher import StructureMatcher  # pymatgen is slow to import
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} prediction lists for {len(references)} references")

@@ -52,12 +52,18 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.build import bulk, molecule
+from ase.data import atomic_numbers
+from ase.optimize import BFGS, FIRE
+from ase.spacegroup import crystal
 
 from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.core.geometry import atom_counts, shortest_distance
 from ase_unimat.core.representation import to_structure
+from ase_unimat.search.calculators import describe_calculator, get_calculator
 from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
+from ase_unimat.search.threads import single_threaded_blas
 
 #: Where each data source lives under ``../shared/data``.
 DATA_SOURCES = {
@@ -125,7 +131,7 @@ class ReferenceRecord:
 
     @functools.cached_property
     def reduced_formula(self) -> str:
-        from pymatgen.core import Composition
+        from pymatgen.core import Composition  # pymatgen is slow to import
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns about missing electronegativities (He, Ne, ...)
@@ -133,8 +139,8 @@ class ReferenceRecord:
 
     def atoms(self) -> Atoms:
         """The structure as ``ase.Atoms`` (parsed from the CIF)."""
-        from pymatgen.core import Structure
-        from pymatgen.io.ase import AseAtomsAdaptor
+        from pymatgen.core import Structure  # pymatgen is slow to import
+        from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -166,7 +172,7 @@ def load_reference_records(
     max_atoms
         Keep cells with at most this many atoms (``None``: all).
     """
-    import pandas as pd
+    import pandas as pd  # pandas is slow to import
 
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     unknown = [s for s in sources if s not in DATA_SOURCES]
@@ -339,9 +345,6 @@ def elemental_fallback(symbol: str) -> tuple[str, Atoms]:
     (:func:`phase_energies` relaxes them without changing the box). Raises ``ValueError`` for an
     element beyond Pu or an unknown symbol.
     """
-    from ase.build import bulk, molecule
-    from ase.data import atomic_numbers
-    from ase.spacegroup import crystal
 
     number = atomic_numbers.get(symbol, 0)
     if not 1 <= number <= 94:
@@ -478,7 +481,6 @@ def phase_energies(
     ``atoms.info["fixed_cell"]`` (a molecule in a box, :func:`elemental_fallback`) are relaxed in
     this process at fixed cell, so the cell filter cannot shrink the box onto the molecule.
     """
-    from ase_unimat.search.calculators import describe_calculator, get_calculator
 
     name = calculator_name or describe_calculator(calculator)
     if calculator_options:
@@ -506,9 +508,6 @@ def relax_fixed_cell(key: str, atoms: Atoms, calculator: Any, settings: RelaxSet
 
     Uses the optimizer, ``fmax``, ``max_steps``, ``time_limit`` and ``min_distance`` of ``settings``.
     """
-    from ase.optimize import BFGS, FIRE
-
-    from ase_unimat.search.threads import single_threaded_blas
 
     work = atoms.copy()
     work.calc = calculator
@@ -540,9 +539,9 @@ def energy_above_hull(counts: Mapping[str, int], energy: float, phases: Sequence
     Negative when the structure lies below the hull. Raises ``ValueError`` when an element has no
     elemental phase among ``phases`` (the hull is then undefined).
     """
-    from pymatgen.analysis.phase_diagram import PhaseDiagram
-    from pymatgen.core import Composition
-    from pymatgen.entries.computed_entries import ComputedEntry
+    from pymatgen.analysis.phase_diagram import PhaseDiagram  # pymatgen is slow to import
+    from pymatgen.core import Composition  # pymatgen is slow to import
+    from pymatgen.entries.computed_entries import ComputedEntry  # pymatgen is slow to import
 
     if not math.isfinite(energy):
         raise ValueError("energy is not finite")
@@ -564,7 +563,7 @@ def energy_above_hull(counts: Mapping[str, int], energy: float, phases: Sequence
 
 def unique_mask(structures: Sequence[Any]) -> np.ndarray:
     """(N,) bool: True for the first structure of each group of matching structures."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.analysis.structure_matcher import StructureMatcher  # pymatgen is slow to import
 
     matcher = StructureMatcher()
     items = [to_structure(s) for s in structures]
@@ -580,7 +579,7 @@ def unique_mask(structures: Sequence[Any]) -> np.ndarray:
 
 def novel_mask(structures: Sequence[Any], training: Sequence[ReferenceRecord]) -> np.ndarray:
     """(N,) bool: True where no training structure of the same reduced formula matches."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.analysis.structure_matcher import StructureMatcher  # pymatgen is slow to import
 
     matcher = StructureMatcher()
     by_formula: dict[str, list[ReferenceRecord]] = {}

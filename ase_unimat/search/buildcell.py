@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_numbers
+from ase.geometry import cellpar_to_cell
 
 from ase_unimat.search.random_seeds import RandomSeedOptions, RandomSeedSource
 from ase_unimat.search.seeds import SeedSourceError
@@ -149,7 +150,6 @@ def _split(text: str, name: str) -> tuple[dict[str, list[str]], dict[str, str], 
 
 def _lattice(blocks: Mapping[str, list[str]], name: str) -> tuple[np.ndarray | None, bool]:
     """The cell (3, 3) of a lattice block, and whether it is fixed (``#FIX`` inside the block)."""
-    from ase.geometry import cellpar_to_cell
 
     for block in ("LATTICE_CART", "LATTICE_ABC"):
         if block not in blocks:

@@ -34,6 +34,7 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
 from ase_unimat.core.formula import formula_label
+from ase_unimat.search.symmetry import SymmetryError, symmetry_operations
 from ase_unimat.search.templates import CHI_SCALE, RADIUS_SCALE, NoTemplateError, TemplateCandidate, TemplateIndex
 from ase_unimat.search.volume import sphere_volume
 
@@ -81,7 +82,6 @@ def _merged(counts: Mapping[str, int], host: str, guest: str) -> dict[str, int]:
 def orderings(parent, host: str, guest: str, n_guest: int, *, max_combinations: int = MAX_COMBINATIONS,
               seed: int = 0) -> list:  # fmt: skip
     """Symmetry-distinct structures with ``n_guest`` of ``parent``'s ``host`` atoms turned into ``guest``, best first."""
-    from ase_unimat.search.symmetry import SymmetryError, symmetry_operations
 
     sites = [i for i, s in enumerate(parent.get_chemical_symbols()) if s == host]
     if not 0 < n_guest < len(sites):

@@ -33,9 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import spglib
 from ase import Atoms
+from ase.build import niggli_reduce
+from ase.geometry import cellpar_to_cell
 
-from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, make_seed
+from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, make_seed, seed_rng
 from ase_unimat.search.volume import PACKING, default_minsep, estimate_volume
 
 #: Densest packing of equal spheres (fcc/hcp), the bound of the upfront MINSEP check.
@@ -220,7 +223,6 @@ def _self_clash(cell: np.ndarray, shifts: np.ndarray, limit: float) -> bool:
 
 def random_cell(volume: float, *, options: RandomSeedOptions, rng: np.random.Generator, system: str = "triclinic"):
     """A random 3x3 cell (rows are vectors) of ``volume`` in the given crystal system, or None if too distorted."""
-    from ase.geometry import cellpar_to_cell
 
     lo, hi = options.angle_range
     lengths = np.exp(rng.uniform(0.0, math.log(options.max_length_ratio), size=3))
@@ -275,7 +277,6 @@ def _try_p1(counts, minsep, place, accept, volume, options, rng) -> Atoms | None
     atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
     atoms.wrap()
     if options.compact:
-        from ase.build import niggli_reduce
 
         niggli_reduce(atoms)
     return atoms
@@ -373,7 +374,6 @@ class SpaceGroupLibrary:
     def hall_numbers(self) -> dict[int, int]:
         """Space-group number -> the Hall number of its default setting."""
         if self._hall_of_number is None:
-            import spglib
 
             first: dict[int, int] = {}
             with warnings.catch_warnings():  # spglib 2.x deprecation notices about its error handling
@@ -386,7 +386,6 @@ class SpaceGroupLibrary:
     def group(self, hall: int) -> SpaceGroup:
         """The :class:`SpaceGroup` of a Hall number."""
         if hall not in self._groups:
-            import spglib
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -408,7 +407,6 @@ class SpaceGroupLibrary:
         """Hall numbers whose operation count is in ``symmops`` and whose orbits can add up to ``counts``."""
         key = (tuple(sorted(counts)), tuple(symmops))
         if key not in self._candidates:
-            import spglib
 
             out = []
             for _number, hall in sorted(self.hall_numbers().items()):
@@ -492,7 +490,6 @@ class RandomSeedSource:
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
         """Seed ``k`` is built from ``seed_rng(run_seed, name, k)`` alone."""
-        from ase_unimat.search.seeds import seed_rng
 
         seeds = []
         for k in indices:

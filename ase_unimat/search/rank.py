@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+
 from ase_unimat.core.atomic import atomic_path, atomic_write_text
 from ase_unimat.core.formula import format_formula, reduce_counts
 from ase_unimat.core.geometry import atom_counts
+from ase_unimat.search.airss_io import write_res
 from ase_unimat.search.relax import RelaxResult
 
 CSV_COLUMNS = (
@@ -138,8 +142,8 @@ def rank(
     -------
     Ranking
     """
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.analysis.structure_matcher import StructureMatcher  # pymatgen is slow to import
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import
 
     results = list(results)
     ok = [r for r in results if r.ok and math.isfinite(r.enthalpy)]
@@ -213,7 +217,6 @@ def write_csv(ranking: Ranking, path: str | Path) -> Path:
 
 def write_unique_res(ranking: Ranking, folder: str | Path) -> list[Path]:
     """One ``.res`` per unique structure with its times-found count (old files in ``folder`` removed)."""
-    from ase_unimat.search.airss_io import write_res
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,8 +245,6 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
     Each row holds the relaxed structure, its enthalpy as the energy, and key-value pairs
     ``name, source, spacegroup, times_found, pressure, enthalpy_per_fu, relative_enthalpy_per_fu``.
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.db import connect
 
     path = Path(path)
     kind = path.suffix[1:] if path.suffix in (".db", ".json") else "db"

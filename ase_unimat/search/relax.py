@@ -23,8 +23,12 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.filters import FrechetCellFilter
+from ase.optimize import BFGS, FIRE
+from ase.units import GPa
 
 from ase_unimat.core.geometry import shortest_distance
+from ase_unimat.search.calculators import get_calculator
 from ase_unimat.search.threads import single_threaded_blas
 
 OPTIMIZERS = ("FIRE", "BFGS")
@@ -146,9 +150,6 @@ def relax(
     RelaxResult
         ``status="ok"`` (converged or not within ``max_steps``) or ``"failed"`` with a reason.
     """
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS, FIRE
-    from ase.units import GPa
 
     settings = settings or RelaxSettings()
     work = atoms.copy()
@@ -304,7 +305,6 @@ def relax_task(task: RelaxTask) -> RelaxResult:
     if isinstance(task.calculator, str):  # one per thread: threaded executors must not share one
         calculator = _cached_calculator(task.calculator, task.calculator_options, threading.get_ident())
     else:
-        from ase_unimat.search.calculators import get_calculator
 
         calculator = get_calculator(task.calculator, **dict(task.calculator_options))
     return relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
@@ -313,6 +313,5 @@ def relax_task(task: RelaxTask) -> RelaxResult:
 @functools.lru_cache(maxsize=16)
 def _cached_calculator(spec: str, options: tuple[tuple[str, Any], ...], thread: int) -> Any:
     """A worker builds each named calculator once per thread (CHGNet loads its weights once)."""
-    from ase_unimat.search.calculators import get_calculator
 
     return get_calculator(spec, **dict(options))

@@ -55,10 +55,10 @@ def make_report(run_dir: str | Path, *, out: str | Path | None = None) -> list[P
     ValueError
         If the run directory holds no successful relaxation.
     """
-    import matplotlib
+    import matplotlib  # optional: pip install '.[plot]'
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: pip install '.[plot]'
 
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():

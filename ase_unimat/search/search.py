@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
+from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
 from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
 from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
+from ase_unimat.search.report import make_report
+from ase_unimat.search.seed_registry import make_seed_sources
+from ase_unimat.search.seeds import seed_rng
 from ase_unimat.search.store import RunStore
 
 
@@ -55,7 +59,6 @@ def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
 
 def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> int:
     """Formula units of seed ``index``: uniform in ``bounds``, a function of ``(run_seed, index)`` only."""
-    from ase_unimat.search.seeds import seed_rng
 
     low, high = bounds
     if low == high:
@@ -241,7 +244,6 @@ class Search:
             write_csv(self.ranking, self.out / "ranked.csv")
             write_unique_res(self.ranking, self.out / "unique")
             if self.plot:
-                from ase_unimat.search.report import make_report
 
                 make_report(self.out)
         if self.db is not None:
@@ -287,7 +289,6 @@ class Search:
             if not hasattr(self.seed_spec, "make"):
                 raise SearchError(f"seeds must be a spec string or a SeedSource, got {self.seed_spec!r}")
             return self.seed_spec
-        from ase_unimat.search.seed_registry import make_seed_sources
 
         options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
         return make_seed_sources(
@@ -298,7 +299,6 @@ class Search:
     def _cell_spec(self) -> Any:
         if self.cell_file is None:
             return None
-        from ase_unimat.search.buildcell import read_cell
 
         return read_cell(self.cell_file, nform=1)  # formula units are drawn per seed here
 
@@ -341,7 +341,6 @@ def _target(formula: Any) -> tuple[Path | None, dict[str, int], tuple[int, int] 
         path = Path(formula)
         if not path.is_file():
             raise SearchError(f"seed file {path} not found")
-        from ase_unimat.search.buildcell import read_cell
 
         spec = read_cell(path, nform=1)  # any other mistake in the file is raised here
         try:

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ase_unimat.core.formula import formula_label
+from ase_unimat.search.ordered_templates import ordered_candidates
 from ase_unimat.search.seeds import Seed, make_seed, seed_rng
-from ase_unimat.search.templates import LazyCandidates
+from ase_unimat.search.templates import LazyCandidates, NoTemplateError, TemplateIndex
 
 
 @dataclass
@@ -57,7 +58,6 @@ class TemplateSeedSource:
     def index(self):
         """The reference :class:`~ase_unimat.search.templates.TemplateIndex` (loaded once)."""
         if self._index is None:
-            from ase_unimat.search.templates import TemplateIndex
 
             self._index = TemplateIndex.load(self.reference if not isinstance(self.reference, str) else Path(self.reference))
         return self._index
@@ -66,7 +66,6 @@ class TemplateSeedSource:
         """Ranked candidates for ``counts`` (cached); raises ``NoTemplateError`` when none fit."""
         key = tuple(sorted(counts.items()))
         if key not in self._cache:
-            from ase_unimat.search.templates import NoTemplateError
 
             try:
                 found = self.index().candidates(counts, exclude_ids=set(self.exclude_ids))
@@ -75,7 +74,6 @@ class TemplateSeedSource:
                     raise
                 found = []
             if self.ordered:
-                from ase_unimat.search.ordered_templates import ordered_candidates
 
                 try:
                     derived = ordered_candidates(self.index(), counts, exclude_ids=set(self.exclude_ids))

@@ -35,11 +35,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
+from ase.io import read
 
 from ase_unimat.core.formula import anonymized_formula, format_formula, formula_label
+from ase_unimat.core.representation import decode, lattice_to_cell
+from ase_unimat.model.bundled import DEFAULT_MODEL, models_dirs
 from ase_unimat.search.seeds import NoSeedsForFormula
 from ase_unimat.search.template_fingerprint import keys as fingerprint_keys
 from ase_unimat.search.template_fingerprint import role_distances
@@ -149,9 +153,6 @@ class TemplateIndex:
     @classmethod
     def from_hdf5(cls, path: str | Path) -> TemplateIndex:
         """Index a UniMat HDF5 dataset file."""
-        import h5py
-
-        from ase_unimat.core.representation import decode, lattice_to_cell
 
         path = Path(path)
         if not path.is_file():
@@ -177,7 +178,6 @@ class TemplateIndex:
     @classmethod
     def from_cif_dir(cls, path: str | Path) -> TemplateIndex:
         """Index every ``*.cif`` of a folder (id = file stem)."""
-        from ase.io import read
 
         files = sorted(Path(path).glob("*.cif"))
         if not files:
@@ -292,7 +292,7 @@ class TemplateIndex:
     def _chi_table(self) -> np.ndarray:
         """Pauling electronegativity by atomic number (0 where undefined, e.g. noble gases)."""
         if self._chi is None:
-            from pymatgen.core import Element
+            from pymatgen.core import Element  # pymatgen is slow to import
 
             table = np.zeros(len(chemical_symbols))
             with warnings.catch_warnings():
@@ -360,7 +360,6 @@ def _tie_permutations(sorted_counts: Sequence[int]) -> np.ndarray:
 
 def default_reference() -> Path:
     """The bundled model's training set (``models/<default model>/*.h5``)."""
-    from ase_unimat.model.bundled import DEFAULT_MODEL, models_dirs
 
     for folder in models_dirs():
         found = sorted((folder / DEFAULT_MODEL).glob("*.h5"))

@@ -29,10 +29,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from tqdm.auto import tqdm
 
 from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.core.representation import permute_slots
@@ -379,7 +381,7 @@ def train(
         config, **{**dict(overrides or {}), **{key: value for key, value in explicit.items() if value is not None}}
     )
     if build_model is None:
-        from ase_unimat.model.diffusion import build_model
+        from ase_unimat.model.diffusion import build_model  # torch takes seconds to import
     make_dataset = make_dataset or default_dataset
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()
@@ -690,7 +692,6 @@ def dataset_compositions(dataset: Dataset) -> torch.Tensor:
         return torch.cat([dataset_compositions(part) for part in dataset.datasets])
     path = getattr(dataset, "path", None)
     if path is not None and str(path).endswith((".h5", ".hdf5")):
-        import h5py
 
         with h5py.File(path, "r") as h5:
             if "composition" in h5:
@@ -733,6 +734,5 @@ def _log_step(line: str) -> int:
 
 
 def _progress_bar(total: int, initial: int, *, enabled: bool):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
