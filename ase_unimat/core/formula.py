@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import reduce
 
 import numpy as np
@@ -132,3 +132,23 @@ def counts_from_grid(grid: np.ndarray) -> dict[str, int]:
 def formula_label(counts: Mapping[str, int]) -> str:
     """Cell formula in the counts' own element order: ``{"Mg": 2, "Si": 1, "O": 4}`` -> ``"Mg2SiO4"``."""
     return "".join(f"{sym}{n if n != 1 else ''}" for sym, n in counts.items())
+
+
+def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
+    """``2`` -> ``(2, 2)``, ``(1, 4)`` or ``"1-4"`` -> ``(1, 4)``; raises :class:`FormulaError` otherwise."""
+    try:
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+            if match is None:
+                raise ValueError(value)
+            bounds = (int(match[1]), int(match[2] or match[1]))
+        elif isinstance(value, int):
+            bounds = (value, value)
+        else:
+            low, high = value
+            bounds = (int(low), int(high))
+    except (TypeError, ValueError):
+        raise FormulaError(f"formula units must be an integer or a range like 1-4, got {value!r}") from None
+    if bounds[0] < 1 or bounds[1] < bounds[0] or bounds[1] > 64:
+        raise FormulaError(f"formula units range must satisfy 1 <= low <= high <= 64, got {bounds[0]}-{bounds[1]}")
+    return bounds

@@ -16,11 +16,11 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core import formula as formula_module
 from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
 from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
@@ -38,23 +38,11 @@ class SearchError(ValueError):
 
 
 def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
-    """``2`` -> ``(2, 2)``, ``(1, 4)`` or ``"1-4"`` -> ``(1, 4)``; raises :class:`SearchError` otherwise."""
+    """:func:`ase_unimat.core.formula.parse_formula_units`, raising :class:`SearchError`."""
     try:
-        if isinstance(value, str):
-            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
-            if match is None:
-                raise ValueError(value)
-            bounds = (int(match[1]), int(match[2] or match[1]))
-        elif isinstance(value, int):
-            bounds = (value, value)
-        else:
-            low, high = value
-            bounds = (int(low), int(high))
-    except (TypeError, ValueError):
-        raise SearchError(f"formula units must be an integer or a range like 1-4, got {value!r}") from None
-    if bounds[0] < 1 or bounds[1] < bounds[0] or bounds[1] > 64:
-        raise SearchError(f"formula units range must satisfy 1 <= low <= high <= 64, got {bounds[0]}-{bounds[1]}")
-    return bounds
+        return formula_module.parse_formula_units(value)
+    except FormulaError as err:
+        raise SearchError(str(err)) from None
 
 
 def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> int:
