@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
+from tqdm.auto import tqdm
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
 from ase_unimat.core.geometry import atom_counts
@@ -112,6 +113,7 @@ def generate(
     batch_size: int = 64,
     start: Sequence[Atoms] | None = None,
     strength: float = 1.0,
+    progress: bool = False,
 ) -> list[Atoms]:
     """Sample ``n`` crystal structures of one composition.
 
@@ -143,6 +145,8 @@ def generate(
         Optional starting structures, one per sample (same composition as ``formula``): each is
         noised to time ``strength`` in (0, 1] and denoised by the model from there (SDEdit); small
         ``strength`` keeps the start's arrangement; ``strength = 1`` forgets almost all of it.
+    progress
+        Show a progress bar over the structures (``unimat-sample`` does unless ``--quiet``).
 
     Returns
     -------
@@ -174,6 +178,7 @@ def generate(
     starts = None if start is None else _encode_starts(start, counts, len(seeds), net.n_slots)
     extra = {} if start is None else {"strength": float(strength)}
     structures: list[Atoms] = []
+    bar = tqdm(total=len(seeds), unit="structure", desc=f"sampling {format_formula(counts)}", disable=not progress)
     for first in range(0, len(seeds), batch_size):
         chunk = seeds[first : first + batch_size]
         begin = None if starts is None else tuple(torch.as_tensor(x[first : first + batch_size]) for x in starts)
@@ -187,6 +192,8 @@ def generate(
             for s in chunk
         ]  # fmt: skip
         structures.extend(to_atoms(coords, lattice, info=info))
+        bar.update(len(chunk))
+    bar.close()
     return structures
 
 

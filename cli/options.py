@@ -24,11 +24,18 @@ class AliasOption(click.Option):
         self.hidden_aliases = set(hidden_aliases)
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        return self._shown(super().get_help_record, ctx)
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return self._shown(super().get_error_hint, ctx)
+
+    def _shown(self, method: Callable, ctx: click.Context) -> Any:
+        """``method(ctx)`` with the hidden aliases out of ``opts`` and ``secondary_opts``."""
         opts, secondary = self.opts, self.secondary_opts
         self.opts = [o for o in opts if o not in self.hidden_aliases]
         self.secondary_opts = [o for o in secondary if o not in self.hidden_aliases]
         try:
-            return super().get_help_record(ctx)
+            return method(ctx)
         finally:
             self.opts, self.secondary_opts = opts, secondary
 

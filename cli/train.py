@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ase_unimat.cli.options import CONTEXT, out_option, quiet_option
 
 EXAMPLES = """
 \b
@@ -69,9 +70,9 @@ def toml_text(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command(epilog=EXAMPLES)
+@click.command(epilog=EXAMPLES, context_settings=CONTEXT)
 @click.argument("config_name", metavar="CONFIG", type=str)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@out_option(type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for checkpoints, log.jsonl and model.pt [default: train.out_dir of the config].")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the newest checkpoint in the output folder, if there is one.")
@@ -82,9 +83,9 @@ def toml_text(data: dict) -> str:
 @click.option("--keep-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also keep checkpoint_<step>.pt every N steps (0: only checkpoint_last.pt), e.g. to pick the "
                    "weights of the best validation loss from log.jsonl afterwards.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar (rank 0).")
+@quiet_option(help="No progress bar (rank 0 shows one otherwise).")
 def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None, assignments: tuple[str, ...],
-         keep_every: int, progress: bool) -> None:  # fmt: skip
+         keep_every: int, quiet: bool) -> None:  # fmt: skip
     """Train a UniMat model described by CONFIG (a TOML file, or test / cpu / gpu from models/configs).
 
     Checkpoints are written atomically every train.checkpoint_every steps and the run resumes
@@ -115,7 +116,7 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
     from ase_unimat.training.trainer import train  # torch takes seconds to import
 
     try:
-        result = train(config, out_dir=out, resume=resume, progress=progress, overrides={"keep_every": keep_every})
+        result = train(config, out_dir=out, resume=resume, progress=not quiet, overrides={"keep_every": keep_every})
     except (ValueError, CheckpointError, FileNotFoundError, OSError) as error:
         raise click.ClickException(str(error)) from None
     if main_process:

@@ -22,6 +22,7 @@ import csv
 import glob
 import gzip
 import io
+import itertools
 import os
 import tarfile
 import warnings
@@ -29,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from ase import Atoms
 from ase.db import connect
 from ase.io import iread, read
 from ase.io.res import Res
@@ -131,6 +133,33 @@ def iter_records(path: str | os.PathLike) -> Iterator[Record]:
         yield parse(raw)
 
 
+def read_structures(path: str | os.PathLike, *, limit: int | None = None) -> list[Atoms]:
+    """Every structure of one input (any source above) as ``ase.Atoms``, at most ``limit``, in order.
+
+    For a CSV, ``info["material_id"]`` holds the record id (a file's name is no id, so other inputs
+    pair by order). Unlike the converter, which skips a bad record, this raises
+    :class:`RecordError` naming it (an evaluation must not silently drop a structure).
+    """
+    keep_ids = input_format(path) == "csv"
+    out = []
+    for raw in itertools.islice(iter_raw(path), limit):
+        record = parse(raw)
+        structure = record.structure_or_error
+        if isinstance(structure, RecordError):
+            raise RecordError(structure.reason, f"{record.source}: {structure.message}")
+        atoms = structure if isinstance(structure, Atoms) else _to_atoms(structure)
+        if keep_ids:
+            atoms.info["material_id"] = record.record_id
+        out.append(atoms)
+    return out
+
+
+def _to_atoms(structure) -> Atoms:
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import; only for CIFs it parsed
+
+    return AseAtomsAdaptor.get_atoms(structure)
+
+
 def parse(raw: RawRecord) -> Record:
     """Parse one raw record; failures become a :class:`RecordError` in ``structure_or_error``."""
     try:
@@ -156,10 +185,8 @@ def _parse_payload(raw: RawRecord):
         return parse_cif(raw.payload)
     try:
         if raw.kind == "res":
-
             return Res.from_string(raw.payload).atoms
         if raw.kind == "xyz":
-
             return read(io.StringIO(raw.payload), format="extxyz")
     except KeyError as err:  # ase looks chemical symbols up in a dict
         raise RecordError("unknown_element", f"unknown element symbol {err}") from None
@@ -172,7 +199,6 @@ def parse_cif(text: str, *, fast: bool = True):
     With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.data.cif_p1.parse_p1_cif` (into
     ``ase.Atoms``); everything else, or every CIF without ``fast``, by pymatgen (a ``Structure``).
     """
-
     if fast:
         try:
             return parse_p1_cif(text)

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ase_unimat.core.representation import to_structure
 
@@ -173,8 +174,8 @@ class Fingerprints:
         return ~np.all(np.isnan(self.structure), axis=1) & ~np.all(np.isnan(self.composition), axis=1)
 
 
-def fingerprints(structures: Sequence[Any]) -> Fingerprints:
-    """CrystalNN (mean over sites) and Magpie fingerprints of each structure (~25 ms per site)."""
+def fingerprints(structures: Sequence[Any], *, progress: bool = False) -> Fingerprints:
+    """CrystalNN (mean over sites) and Magpie fingerprints of each structure (~25 ms per site); a bar with ``progress``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # matminer is optional and slow to import (~4 s): pip install '.[metrics]'
@@ -187,7 +188,7 @@ def fingerprints(structures: Sequence[Any]) -> Fingerprints:
         n_comp = len(comp_featurizer.feature_labels())
         struct_fp = np.full((len(structures), n_struct), np.nan)
         comp_fp = np.full((len(structures), n_comp), np.nan)
-        for i, obj in enumerate(structures):
+        for i, obj in enumerate(tqdm(structures, desc="fingerprints", unit="structure", disable=not progress)):
             structure = to_structure(obj)
             try:
                 sites = [site_featurizer.featurize(structure, j) for j in range(len(structure))]
@@ -296,6 +297,7 @@ def csp_match(
     references: Sequence[Any],
     *,
     k: int | None = None,
+    progress: bool = False,
     stol: float = CSP_MATCHER["stol"],
     angle_tol: float = CSP_MATCHER["angle_tol"],
     ltol: float = CSP_MATCHER["ltol"],
@@ -329,7 +331,9 @@ def csp_match(
         raise ValueError(f"k must be >= 1, got {k}")
     matcher = StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
     rms = np.full((len(references), k), np.nan)  # (R, k)
-    for i, (candidates, ref) in enumerate(zip(predictions, references, strict=True)):
+    pairs = tqdm(zip(predictions, references, strict=True), total=len(references), desc="CSP match", unit="structure",
+                 disable=not progress)  # fmt: skip
+    for i, (candidates, ref) in enumerate(pairs):
         ref_structure = to_structure(ref)
         for j, candidate in enumerate(list(candidates)[:k]):
             structure = to_structure(candidate)
@@ -372,6 +376,7 @@ def generation_metrics(
     struct_cutoff: float | None = None,
     comp_cutoff: float | None = None,
     reference_fingerprints: Fingerprints | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Validity, coverage and distribution distances of ``generated`` against ``reference``.
 
@@ -402,9 +407,9 @@ def generation_metrics(
     struct_valid = np.array([structure_validity(s) for s in gen])
     comp_valid = np.array([composition_validity(s) for s in gen])
     valid = struct_valid & comp_valid
-    gen_fp = fingerprints(gen)
+    gen_fp = fingerprints(gen, progress=progress)
     valid &= gen_fp.ok  # CDVAE: a structure without fingerprint is invalid
-    ref_fp = reference_fingerprints if reference_fingerprints is not None else fingerprints(ref)
+    ref_fp = reference_fingerprints if reference_fingerprints is not None else fingerprints(ref, progress=progress)
     if len(ref_fp) != len(ref):
         raise ValueError(f"{len(ref_fp)} reference fingerprints for {len(ref)} reference structures")
     valid_gen = [s for s, v in zip(gen, valid, strict=True) if v]
@@ -450,13 +455,15 @@ def evaluate(
     dataset: str | None = "mp_20",
     csp: bool = False,
     k: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Generation metrics of ``generated`` against ``reference``, plus CSP match when ``csp``.
 
-    For CSP the predictions are grouped with :func:`pair_predictions` (``k`` per reference).
+    For CSP the predictions are grouped with :func:`pair_predictions` (``k`` per reference). With
+    ``progress``, the slow stages (fingerprints, matching) show progress bars.
     """
-    out: dict[str, Any] = {"generation": generation_metrics(generated, reference, dataset=dataset)}
+    out: dict[str, Any] = {"generation": generation_metrics(generated, reference, dataset=dataset, progress=progress)}
     if csp:
         pairs = pair_predictions(generated, reference, k=k)
-        out["csp"] = csp_match(pairs, reference, k=max(1, max(len(p) for p in pairs)))
+        out["csp"] = csp_match(pairs, reference, k=max(1, max(len(p) for p in pairs)), progress=progress)
     return out

@@ -101,7 +101,7 @@ def default_data_dir() -> Path:
     if env:
         return Path(env)
     candidates = [
-        Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path(__file__).resolve().parents[3] / "shared" / "data",
         Path.cwd().parent / "shared" / "data",
         Path.cwd() / "shared" / "data",
     ]

@@ -228,7 +228,7 @@ def load_config(path: str | Path) -> UniMatConfig:
 
 def configs_dir() -> Path:
     """The folder of the shipped training configs (``models/configs``)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # ase_unimat/
     for candidate in (here.parent / "models" / "configs", here / "_models" / "configs"):
         if candidate.is_dir():
             return candidate

@@ -133,7 +133,7 @@ def test_existing_output_append_dedup_exclude_overwrite(cases, tmp_path):
         (["/nonexistent/missing.csv", "-o", "{out}"], "no such file or directory"),
         (["{csv}", "-o", "{out}", "--columns", "a=,"], "bad column spec"),
         (["{csv}", "-o", "{out}", "--append", "--overwrite"], "exclude each other"),
-        (["{csv}", "-o", "{out}", "--L", "0"], "Invalid value for '--L'"),
+        (["{csv}", "-o", "{out}", "--n-slots", "0"], "Invalid value for '--n-slots'"),
         (["info", "{csv}"], "not a unimat-hdf5 file|unable to open|signature"),
         (["{nocif}", "-o", "{out}"], "has no 'cif' column"),
     ],
