@@ -80,7 +80,6 @@ def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
 
 
 def grid_cell(symbol: str) -> tuple[int, int]:
-
     return cell_of(symbol_to_z(symbol))
 
 

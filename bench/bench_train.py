@@ -78,9 +78,9 @@ def overhead_parts(batch_size: int, repeats: int = 20) -> dict:
     import torch
 
     from ase_unimat.model.diffusion import build_model
+    from ase_unimat.training.data_order import EpochKeyedDataset
     from ase_unimat.training.dataset import UniMatDataset
     from ase_unimat.training.ema import EMA
-    from ase_unimat.training.trainer import EpochKeyedDataset
 
     data = EpochKeyedDataset(UniMatDataset(DATA, in_memory=True), seed=0, augment=True)
     model = build_model(_config(batch_size, 1))

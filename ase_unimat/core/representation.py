@@ -124,7 +124,6 @@ def _encode_arrays(numbers: np.ndarray, frac: np.ndarray, *, n_slots: int) -> np
 
 
 def _symbol(z: int) -> str:
-
     return chemical_symbols[int(z)]
 
 

@@ -256,10 +256,8 @@ def read_id_list(path: str | Path) -> set[str]:
     if not path.is_file():
         raise ConversionError(f"no such id file: {path}")
     if path.suffix in (".h5", ".hdf5"):
-
         return set(read_ids(path))
     if input_format(path) == "csv":
-
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
             if "material_id" not in (reader.fieldnames or []):
@@ -284,11 +282,9 @@ def read_formula_list(path: str | Path) -> set[str]:
     if not path.is_file():
         raise ConversionError(f"no such formula file: {path}")
     if path.suffix in (".h5", ".hdf5"):
-
         with h5py.File(path, "r") as f:
             texts = [t.decode() if isinstance(t, bytes) else str(t) for t in f["formula"][:]]
     elif input_format(path) == "csv":
-
         with _open_text(path) as handle:
             reader = csv.DictReader(handle)
             column = next((c for c in _FORMULA_COLUMNS if c in (reader.fieldnames or [])), None)
@@ -421,13 +417,11 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
 
 def _reduced_formula_of(numbers) -> str:
-
     z, counts = np.unique(np.asarray(numbers), return_counts=True)
     return reduced_formula({z_to_symbol(int(a)): int(c) for a, c in zip(z, counts, strict=True)})
 
 
 def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
-
     chunks = _chunks(_raw_stream(paths, resumed_at), CHUNK_SIZE)
     results = _ordered_results(chunks, options)
     builder = PartBuilder(resumed_at, [c.name for c in options.columns])
@@ -445,7 +439,6 @@ def _convert_parts(paths, journal, parts, resumed_at, options, accept) -> None:
 
 
 def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummary:
-
     loaded = [load_part(p) for p in parts]
     records = part_end(parts[-1]) if parts else 0
     skipped = Counter(str(row[2]) for part in loaded for row in part["skipped"])

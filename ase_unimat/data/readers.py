@@ -287,7 +287,6 @@ def _atoms_properties(atoms) -> dict:
 
 
 def _iter_db(path: Path) -> Iterator[RawRecord]:
-
     with connect(path) as db:
         for row in db.select():
             properties = {k: v for k, v in row.key_value_pairs.items()}
@@ -325,7 +324,6 @@ def _iter_xyz(path: Path) -> Iterator[RawRecord]:
 
 
 def _iter_ase(path: Path) -> Iterator[RawRecord]:
-
     frames = iread(path, index=":")
     frame = 0
     while True:

@@ -151,7 +151,6 @@ def _require_module(name: str, hint: str) -> None:
 
 
 def _emt(**kw: Any) -> Any:
-
     return EMT(**kw)
 
 
@@ -271,7 +270,6 @@ class EspressoForSearch:
         self._inner_symbols: tuple[str, ...] = ()
 
     def _calculator_for(self, atoms: Any) -> Any:
-
         symbols = tuple(sorted(set(atoms.get_chemical_symbols())))
         if self._inner is not None and symbols == self._inner_symbols:
             return self._inner

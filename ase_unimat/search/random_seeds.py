@@ -277,7 +277,6 @@ def _try_p1(counts, minsep, place, accept, volume, options, rng) -> Atoms | None
     atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
     atoms.wrap()
     if options.compact:
-
         niggli_reduce(atoms)
     return atoms
 
@@ -374,7 +373,6 @@ class SpaceGroupLibrary:
     def hall_numbers(self) -> dict[int, int]:
         """Space-group number -> the Hall number of its default setting."""
         if self._hall_of_number is None:
-
             first: dict[int, int] = {}
             with warnings.catch_warnings():  # spglib 2.x deprecation notices about its error handling
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -386,7 +384,6 @@ class SpaceGroupLibrary:
     def group(self, hall: int) -> SpaceGroup:
         """The :class:`SpaceGroup` of a Hall number."""
         if hall not in self._groups:
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ops = spglib.get_symmetry_from_database(hall)
@@ -407,7 +404,6 @@ class SpaceGroupLibrary:
         """Hall numbers whose operation count is in ``symmops`` and whose orbits can add up to ``counts``."""
         key = (tuple(sorted(counts)), tuple(symmops))
         if key not in self._candidates:
-
             out = []
             for _number, hall in sorted(self.hall_numbers().items()):
                 if hall not in self._n_ops:

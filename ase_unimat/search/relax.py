@@ -305,7 +305,6 @@ def relax_task(task: RelaxTask) -> RelaxResult:
     if isinstance(task.calculator, str):  # one per thread: threaded executors must not share one
         calculator = _cached_calculator(task.calculator, task.calculator_options, threading.get_ident())
     else:
-
         calculator = get_calculator(task.calculator, **dict(task.calculator_options))
     return relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
 

@@ -232,7 +232,6 @@ class Search:
             write_csv(self.ranking, self.out / "ranked.csv")
             write_unique_res(self.ranking, self.out / "unique")
             if self.plot:
-
                 make_report(self.out)
         if self.db is not None:
             write_database(self.ranking, self.db)

@@ -58,7 +58,6 @@ class TemplateSeedSource:
     def index(self):
         """The reference :class:`~ase_unimat.search.templates.TemplateIndex` (loaded once)."""
         if self._index is None:
-
             self._index = TemplateIndex.load(self.reference if not isinstance(self.reference, str) else Path(self.reference))
         return self._index
 
@@ -66,7 +65,6 @@ class TemplateSeedSource:
         """Ranked candidates for ``counts`` (cached); raises ``NoTemplateError`` when none fit."""
         key = tuple(sorted(counts.items()))
         if key not in self._cache:
-
             try:
                 found = self.index().candidates(counts, exclude_ids=set(self.exclude_ids))
             except NoTemplateError:
@@ -74,7 +72,6 @@ class TemplateSeedSource:
                     raise
                 found = []
             if self.ordered:
-
                 try:
                     derived = ordered_candidates(self.index(), counts, exclude_ids=set(self.exclude_ids))
                 except NoTemplateError:

@@ -97,7 +97,6 @@ class UniMatSeedSource:
     def network(self):
         """The loaded model (loaded on first use)."""
         if self._net is None:
-
             self._net = load_model(self.model, device=self.device)
         return self._net
 
@@ -131,7 +130,6 @@ class UniMatSeedSource:
         return seeds
 
     def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
-
         begin = None if starts[0] is None else starts
         try:
             return generate(

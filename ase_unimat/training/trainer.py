@@ -14,6 +14,11 @@ resumed ends with bit-identical weights to an uninterrupted one.
 
 Output folder: ``checkpoint_last.pt``, ``checkpoint_<step>.pt`` (every ``keep_every`` steps),
 ``log.jsonl`` (one JSON object per log/validation event), ``model.pt``.
+
+The data order lives in :mod:`~ase_unimat.training.data_order`, the process set-up in
+:mod:`~ase_unimat.training.distributed`, the options in :mod:`~ase_unimat.training.options`. What
+remains (~500 lines) is one idea, the loop: ``train`` and its ``_Run`` (set-up, resume, step,
+validation, checkpoint, export), kept together so that the exact-resume contract reads in one place.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -33,11 +38,10 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ase_unimat.core.atomic import atomic_write_text
-from ase_unimat.core.representation import permute_slots
 from ase_unimat.model.checkpoint import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
@@ -52,90 +56,12 @@ from ase_unimat.model.checkpoint import (
     restore_rng_state,
     step_name,
 )
+from ase_unimat.training.data_order import EpochBatchSampler, EpochKeyedDataset, collate
+from ase_unimat.training.distributed import LossForward, Processes, or_reduce_flags, start_processes
 from ase_unimat.training.ema import EMA
+from ase_unimat.training.options import TrainOptions
 
 LOG_NAME = "log.jsonl"
-
-
-# -- options read from config.train -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    """Everything the loop reads from ``config.train`` (``ase_unimat.model.config.TrainConfig``).
-
-    A field that ``TrainConfig`` does not have takes the default below (today: ``min_lr_ratio``,
-    ``betas``, ``val_batches``, ``keep_every``, ``in_memory``, ``num_threads``,
-    ``find_unused_parameters``). ``batch_size`` is per process (the global batch is
-    ``batch_size * world_size``); ``total_steps`` counts optimiser steps and sets the length of the
-    cosine decay, which ends at ``lr * min_lr_ratio``; ``keep_every = 0`` keeps only the last
-    checkpoint; ``val_every = 0`` disables validation and ``val_batches = 0`` validates on the whole
-    file; ``num_workers = -1`` means 0 on CPU and 4 per GPU; ``num_threads = 0`` means the CPU cores
-    divided by the processes on this node.
-    """
-
-    train_data: tuple[str, ...] = ()
-    val_data: str | None = None
-    batch_size: int = 64
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 200
-    total_steps: int = 20_000
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    val_every: int = 500
-    val_batches: int = 0
-    checkpoint_every: int = 500
-    keep_every: int = 0
-    log_every: int = 50
-    seed: int = 0
-    permute_slots: bool = True
-    in_memory: bool = True
-    num_workers: int = 0
-    num_threads: int = 0
-    bf16: bool = False
-    compile: bool = False
-    find_unused_parameters: bool = False
-    device: str = "auto"
-
-    @classmethod
-    def from_config(cls, config: Any, **overrides: Any) -> TrainOptions:
-        """Options from ``config.train``, then ``overrides`` (those not None) on top."""
-        section = getattr(config, "train", None)
-        names = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        values = {name: getattr(section, name) for name in names if hasattr(section, name)}
-        values.update({name: value for name, value in overrides.items() if value is not None})
-        paths = values.get("train_data", ())
-        paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-        values["train_data"] = tuple(str(path) for path in paths if str(path))
-        values["val_data"] = str(values.get("val_data") or "") or None
-        if "betas" in values:
-            values["betas"] = tuple(float(b) for b in values["betas"])
-        options = cls(**values)
-        options.check()
-        return options
-
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first impossible option."""
-        if not self.train_data:
-            raise ValueError("config.train names no training data (train_data)")
-        for name in ("batch_size", "total_steps", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "val_every", "val_batches", "keep_every", "num_threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 # -- learning rate ----------------------------------------------------------------------------------
@@ -150,87 +76,6 @@ def warmup_cosine(step: int, *, warmup_steps: int, max_steps: int, min_ratio: fl
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-# -- deterministic data order -----------------------------------------------------------------------
-
-
-def epoch_permutation(n: int, *, seed: int, epoch: int) -> np.ndarray:
-    """The sample order ``(n,)`` of ``epoch``: a permutation seeded by ``(seed, epoch)``."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-class EpochBatchSampler:
-    """DataLoader ``batch_sampler`` of ``(epoch, index)`` keys; a seeded permutation per epoch, resumable.
-
-    A global batch is the next ``batch_size * world_size`` entries of the epoch's permutation; rank
-    ``r`` takes every ``world_size``-th one from ``r`` (the DistributedSampler layout). The
-    incomplete last global batch is dropped. Call :meth:`set_epoch` before each ``iter(loader)``.
-    """
-
-    def __init__(self, n: int, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad sampler layout: batch_size={batch_size}, rank={rank}, world_size={world_size}")
-        self.global_batch = batch_size * world_size
-        if n < self.global_batch:
-            raise ValueError(f"dataset has {n} samples, fewer than one global batch ({batch_size} x {world_size})")
-        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
-        self.epoch, self.start_batch = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        """Steps in one epoch."""
-        return self.n // self.global_batch
-
-    def set_epoch(self, epoch: int, *, position: int = 0) -> None:
-        """Iterate ``epoch`` from ``position``, an index into its permutation (a multiple of the global batch)."""
-        if position % self.global_batch:
-            raise ValueError(f"position {position} is not a multiple of the global batch {self.global_batch}")
-        self.epoch, self.start_batch = epoch, position // self.global_batch
-
-    def __len__(self) -> int:
-        return max(0, self.batches_per_epoch - self.start_batch)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = epoch_permutation(self.n, seed=self.seed, epoch=self.epoch)
-        for batch in range(self.start_batch, self.batches_per_epoch):
-            chunk = order[batch * self.global_batch : (batch + 1) * self.global_batch]
-            yield [(self.epoch, int(index)) for index in chunk[self.rank :: self.world_size]]
-
-
-class EpochKeyedDataset(Dataset):
-    """Items addressed by ``(epoch, index)``; with ``augment`` the occupied slots of each element are
-    shuffled with ``numpy.random.default_rng([seed, epoch, index])`` (never a global RNG)."""
-
-    def __init__(self, base: Dataset, *, seed: int, augment: bool) -> None:
-        self.base, self.seed, self.augment = base, seed, augment
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        epoch, index = key
-        return self._augmented(self.base[index], epoch, index)
-
-    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict]:
-        """A whole batch; uses the base dataset's batched read when it has one."""
-        indices = [index for _, index in keys]
-        read_many = getattr(self.base, "__getitems__", None)
-        items = read_many(indices) if read_many is not None else [self.base[index] for index in indices]
-        return [self._augmented(item, epoch, index) for item, (epoch, index) in zip(items, keys, strict=True)]
-
-    def _augmented(self, item: Mapping, epoch: int, index: int) -> dict:
-        item = dict(item)
-        if self.augment:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            coords = permute_slots(np.asarray(item["coords"]), rng=rng)  # (L, 9, 18, 3)
-            item["coords"] = torch.from_numpy(np.ascontiguousarray(coords))
-        return item
-
-
-def _collate(items: Sequence[Mapping]) -> dict:
-    """Stack items into the batch dict of ARCHITECTURE.md (non-tensor extras become lists)."""
-    return default_collate(list(items))
-
-
 def default_dataset(path: str, *, in_memory: bool) -> Dataset:
     """``ase_unimat.training.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
     from ase_unimat.training.dataset import UniMatDataset
@@ -238,63 +83,7 @@ def default_dataset(path: str, *, in_memory: bool) -> Dataset:
     return UniMatDataset(path, in_memory=in_memory)
 
 
-# -- processes and devices --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Processes:
-    """Where this process sits: rank, world size, local rank (from torchrun's environment), device."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-    device: torch.device
-    started_group: bool
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def start_processes(device: str = "auto") -> Processes:
-    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group if > 1.
-
-    The backend is NCCL on CUDA and gloo on CPU; ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but CUDA is not available")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(torch_device)
-    started = False
-    if world_size > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
-        torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
-        started = True
-    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started)
-
-
-class _LossForward(nn.Module):
-    """Routes ``model.loss`` through ``forward`` so DDP's gradient synchronisation hooks see it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        return self.model.loss(batch, generator=generator)
+# -- noise seeds -------------------------------------------------------------------------------------
 
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
@@ -429,12 +218,12 @@ class _Run:
                 step, warmup_steps=options.warmup_steps, max_steps=options.total_steps, min_ratio=options.min_lr_ratio
             ),
         )
-        loss_module: nn.Module = _LossForward(self.model)
+        loss_module: nn.Module = LossForward(self.model)
         if procs.world_size > 1:
             with warnings.catch_warnings():
                 # torch 2.13 deprecates broadcast_buffers for forward_sync_buffers, but the latter still
                 # broadcasts buffers at init, which gloo cannot do for bool buffers (seen_elements).
-                # Flag buffers are OR-reduced at checkpoints instead (_or_reduce_flags).
+                # Flag buffers are OR-reduced at checkpoints instead (or_reduce_flags).
                 warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
                 loss_module = nn.parallel.DistributedDataParallel(
                     loss_module,
@@ -460,7 +249,7 @@ class _Run:
             "num_workers": workers,
             "pin_memory": self.cuda,
             "persistent_workers": workers > 0,
-            "collate_fn": _collate,
+            "collate_fn": collate,
             # a private generator: creating an iterator must not draw from the global torch RNG
             "generator": torch.Generator().manual_seed(self.options.seed),
         }
@@ -492,8 +281,8 @@ class _Run:
 
     def _checkpoint_state(self) -> dict:
         if self.procs.world_size > 1:
-            _or_reduce_flags(self.model)
-            _or_reduce_flags(self.ema.module)
+            or_reduce_flags(self.model)
+            or_reduce_flags(self.ema.module)
         rng = capture_rng_state()
         rng_per_rank = [rng]
         if self.procs.world_size > 1:
@@ -692,7 +481,6 @@ def dataset_compositions(dataset: Dataset) -> torch.Tensor:
         return torch.cat([dataset_compositions(part) for part in dataset.datasets])
     path = getattr(dataset, "path", None)
     if path is not None and str(path).endswith((".h5", ".hdf5")):
-
         with h5py.File(path, "r") as h5:
             if "composition" in h5:
                 return torch.from_numpy(h5["composition"][: len(dataset)].astype(np.int64))
@@ -707,16 +495,6 @@ def _check_slots(model: nn.Module, dataset: Dataset) -> None:
         have = getattr(part, "n_slots", None)
         if want is not None and have is not None and int(have) != int(want):
             raise ValueError(f"{getattr(part, 'path', 'the data')} has L = {have} slots but the model has {want}")
-
-
-@torch.no_grad()
-def _or_reduce_flags(module: nn.Module) -> None:
-    """Make boolean buffers (e.g. ``seen_elements``) the OR over all ranks."""
-    for buffer in module.buffers():
-        if buffer.dtype == torch.bool:
-            flags = buffer.to(torch.uint8)
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-            buffer.copy_(flags.bool())
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -734,5 +512,4 @@ def _log_step(line: str) -> int:
 
 
 def _progress_bar(total: int, initial: int, *, enabled: bool):
-
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)

@@ -24,17 +24,10 @@ from ase_unimat.data.hdf5 import write_structures
 from ase_unimat.model.checkpoint import LAST_NAME, CheckpointError, latest_checkpoint, load_checkpoint, step_name
 from ase_unimat.model.config import ModelConfig, TrainConfig, UniMatConfig, configs_dir, from_dict, load_config, to_dict
 from ase_unimat.model.diffusion import build_model
+from ase_unimat.training.data_order import EpochBatchSampler, EpochKeyedDataset, epoch_permutation
 from ase_unimat.training.dataset import UniMatDataset
-from ase_unimat.training.trainer import (
-    EpochBatchSampler,
-    EpochKeyedDataset,
-    TrainOptions,
-    dataset_compositions,
-    epoch_permutation,
-    step_seed,
-    train,
-    warmup_cosine,
-)
+from ase_unimat.training.options import TrainOptions
+from ase_unimat.training.trainer import dataset_compositions, step_seed, train, warmup_cosine
 
 TESTS = Path(__file__).resolve().parent
 
