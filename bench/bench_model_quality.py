@@ -3,7 +3,7 @@
 Run:  python -m bench model_quality [--quick]   (the shipped models/unimat-mp20; from Python:
       ``run(quick=False, out_dir=..., model="path/to/model.pt")`` or :func:`run_model_quality`)
 
-Protocol (issue 7, with the instruments of ``ase_unimat.evaluation.metrics`` and ``ase_unimat.evaluation.stability``):
+Protocol (issue 7, with the instruments of ``ase_unimat.evaluation.metrics`` and ``ase_unimat.evaluation.sun``):
 
 1. **CSP**. Each test structure's cell composition is sampled by the model (the sampler's own
    defaults: ancestral, the model's steps and guidance), all compositions of a batch together (the
@@ -15,7 +15,7 @@ Protocol (issue 7, with the instruments of ``ase_unimat.evaluation.metrics`` and
 2. **Generative metrics** (``metrics.generation_metrics``, mp_20 coverage cutoffs) of the k = 1
    samples against the test set. The compositions are given (CSP setting), so composition validity
    and the element-count distance describe the test set more than the model.
-3. **Stability** (``stability.stability_report``): a seeded subset of the k = 1 samples is relaxed
+3. **Stability** (``sun.stability_report``): a seeded subset of the k = 1 samples is relaxed
    (CHGNet, FIRE + FrechetCellFilter, fmax 0.05, <= 500 steps, 2 worker processes with one thread
    each) and placed on a hull of competing phases from the shared data (mp_20 train + extra MP,
    lowest-DFT-energy polymorph per formula) relaxed the same way -- only the chemical systems of the
@@ -103,7 +103,7 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     ``path`` (a CSV or the converter's HDF5), else ``$UNIMAT_TEST_H5``, else
     ``<shared data>/mp_20/test.csv.gz`` read with the converter's readers.
     """
-    from ase_unimat.evaluation.stability import default_data_dir
+    from ase_unimat.evaluation.reference import default_data_dir
 
     path = Path(path) if path is not None else None
     if path is None and os.environ.get(TEST_H5_VARIABLE):
@@ -290,7 +290,7 @@ def generative_scores(
 def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) -> list[str]:
     """Elements with neither an elemental phase in ``hull_records`` nor an ASE reference state: no hull
     containing them can be built by ``stability`` (it raises)."""
-    from ase_unimat.evaluation.stability import elemental_fallbacks
+    from ase_unimat.evaluation.elements import elemental_fallbacks
 
     have = {next(iter(r.elements)) for r in hull_records if len(r.elements) == 1}
     missing = []
@@ -303,14 +303,14 @@ def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) 
 
 
 def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
-    """``stability.ReferenceRecord`` s of the training structures whose reduced formula is in ``formulas``
+    """``reference_data.ReferenceRecord`` s of the training structures whose reduced formula is in ``formulas``
     (novelty compares only structures of the same reduced formula)."""
     import warnings
 
     from pymatgen.core import Composition
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.evaluation.stability import ReferenceRecord
+    from ase_unimat.evaluation.reference import ReferenceRecord
 
     out = []
     with warnings.catch_warnings():
@@ -337,13 +337,10 @@ def stability_scores(
     import numpy as np
     from pymatgen.core import Composition
 
-    from ase_unimat.evaluation.stability import (
-        EnergyCache,
-        competing_phases,
-        elemental_fallbacks,
-        phase_energies,
-        stability_report,
-    )
+    from ase_unimat.evaluation.elements import elemental_fallbacks
+    from ase_unimat.evaluation.hull import EnergyCache, phase_energies
+    from ase_unimat.evaluation.reference import competing_phases
+    from ase_unimat.evaluation.sun import stability_report
     from ase_unimat.search.relax import RelaxSettings
 
     limit = settings.hull_max_dft_e_above_hull
@@ -421,7 +418,7 @@ def stability_scores(
             "elemental_phase_failed_to_relax": failed_elements,
         },
         "candidates": len(samples),
-        "hull": {"sources": "mp_20/train + extra_mp (stability.HULL_SOURCES), <= 20 atoms; elements at any size or fallbacks",
+        "hull": {"sources": "mp_20/train + extra_mp (reference_data.HULL_SOURCES), <= 20 atoms; elements at any size or fallbacks",
                  "per_formula": 1, "max_dft_e_above_hull": limit, "chemical_systems": len(systems),
                  "phases_relaxed": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
         "relax": {"calculator": settings.calculator, "calculator_options": options, "workers": settings.workers,
@@ -484,7 +481,7 @@ def run_model_quality(
     references
         Test structures (default: mp_20/test via :func:`load_test_set`).
     hull_records
-        Competing phases (default: ``stability.load_reference_records()`` of ``HULL_SOURCES``).
+        Competing phases (default: ``reference_data.load_reference_records()`` of ``HULL_SOURCES``).
     training
         Training structures for novelty (default: the model folder's ``reference.h5``).
     cache_dir
@@ -524,7 +521,7 @@ def run_model_quality(
     say(f"generation: { {k: v for k, v in generation.items() if isinstance(v, float)} }")
     stability: dict[str, Any] = {"skipped": "n_stability = 0"}
     if settings.n_stability:
-        from ase_unimat.evaluation.stability import HULL_SOURCES, load_reference_records
+        from ase_unimat.evaluation.reference import HULL_SOURCES, load_reference_records
 
         start = time.perf_counter()
         hull = list(hull_records) if hull_records is not None else load_reference_records(sources=HULL_SOURCES)

@@ -43,7 +43,7 @@ PRIOR_WEIGHT = 0.1
 
 def ranking_targets(config: dict[str, Any]) -> list[Any]:
     """Held-out test records of 7-20 atoms (unseen formulas, no default search-efficiency target), shuffled."""
-    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
     from bench.search_efficiency import DEFAULT as SEARCH_DEFAULT
     from bench.search_efficiency import held_out_targets
 

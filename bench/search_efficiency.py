@@ -144,7 +144,7 @@ class Target:
 
 def held_out_targets(config: BenchConfig) -> list[Target]:
     """The fixed, seeded list of held-out test structures per size bin."""
-    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
 
     test = load_reference_records(config.data_dir, sources=("mp_20/test",), max_atoms=20)
     training = load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=None)
@@ -233,7 +233,7 @@ def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
     stoichiometry unless it is one, so plain prototype substitution sees the same candidates.
     """
     from ase_unimat.core.formula import anonymized_formula
-    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
     from ase_unimat.search.ordered_templates import merged_compositions
     from ase_unimat.search.templates import TemplateIndex
 
@@ -537,7 +537,7 @@ def run_search_efficiency(
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.evaluation.stability import ReferenceRecord
+    from ase_unimat.evaluation.reference import ReferenceRecord
 
     start = time.perf_counter()
     targets = held_out_targets(config)

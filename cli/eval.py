@@ -105,13 +105,9 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
 
 def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path,
                quiet: bool) -> dict:  # fmt: skip
-    from ase_unimat.evaluation.stability import (  # imported when the command runs: --help stays instant
-        HULL_SOURCES,
-        TRAINING_SOURCES,
-        EnergyCache,
-        load_reference_records,
-        stability_report,
-    )
+    from ase_unimat.evaluation.hull import EnergyCache
+    from ase_unimat.evaluation.reference import HULL_SOURCES, TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.sun import stability_report
     from ase_unimat.search.relax import RelaxSettings  # imported when the command runs: --help stays instant
 
     return stability_report(

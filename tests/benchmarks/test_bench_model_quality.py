@@ -61,7 +61,7 @@ def cu3au():
 
 
 def hull_records():
-    from ase_unimat.evaluation.stability import ReferenceRecord
+    from ase_unimat.evaluation.reference import ReferenceRecord
 
     def record(material_id, atoms, e_above_hull):
         counts = {}
@@ -147,7 +147,7 @@ def test_wrong_prediction_does_not_match(mq):
 def test_every_element_has_an_elemental_reference_now(mq):
     records = hull_records()
     assert mq.unreferenced_elements(["Cu", "Au"], records) == []
-    # F: a boxed F2 molecule, S: a chain crystal, Ag: ASE's fcc bulk (stability.elemental_fallback)
+    # F: a boxed F2 molecule, S: a chain crystal, Ag: ASE's fcc bulk (elemental.elemental_fallback)
     assert mq.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == []
 
 

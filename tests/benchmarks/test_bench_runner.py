@@ -163,7 +163,7 @@ def test_summarise_geometric_means_and_ratios(bench_package):
 def test_held_out_targets_are_unseen_binned_and_fixed(bench_package, shared_data, monkeypatch):
     from dataclasses import replace
 
-    from ase_unimat.evaluation.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
     from bench.search_efficiency import BINS, DEFAULT, held_out_targets
 
     monkeypatch.setenv("UNIMAT_SHARED_DATA", str(shared_data))
