@@ -56,74 +56,25 @@ import click
 import numpy as np
 
 from ase_unimat.search.relax_cache import RelaxCache, cache_key  # noqa: F401 (bench API: se.cache_key)
+from bench._cli_types import CommaList, KeyValue
+from bench._search_efficiency_config import (  # noqa: F401 (the benchmark's names, used by tests)
+    DEFAULT,
+    DEFAULT_CACHE_DIR,
+    ENERGY_TOLERANCE,
+    MODEL_SOURCES,
+    PURE_SOURCES,
+    QUICK,
+    RATIOS,
+    RESULTS_DIR,
+    SOURCE_ORDER,
+    TEMPLATE_OPTIONS,
+    TEMPLATE_SOURCES,
+    UNIMAT_OPTIONS,
+    BenchConfig,
+)
+from bench._search_efficiency_report import markdown, plot  # noqa: F401 (se.markdown in tests)
 
 BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
-ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
-PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
-SOURCE_ORDER = ("unimat", "unimat-template", "random", "template", "mixed")  # every source, in table order
-MODEL_SOURCES = ("unimat", "unimat-template")  # load the UniMat model (probed when built, to fail early)
-TEMPLATE_SOURCES = ("template", "unimat-template")  # need the template index over the training set
-RATIOS = (
-    ("unimat", "random"),
-    ("unimat", "template"),
-    ("unimat-template", "random"),
-    ("unimat-template", "template"),
-    ("template", "random"),
-    ("mixed", "random"),
-)
-UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms")  # --unimat-option
-TEMPLATE_OPTIONS = ("ordered",)  # --template-option (both template-based sources)
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What one run of the benchmark does (``DEFAULT`` and ``QUICK`` below)."""
-
-    per_bin: int = 4
-    n_seeds: int = 10
-    sources: tuple[str, ...] = ("unimat", "unimat-template", "random", "template", "mixed")
-    selection_seed: int = 2024
-    run_seed: int = 0
-    workers: int = 2
-    calculator: str = "chgnet"
-    fmax: float = 0.05
-    max_steps: int = 500
-    time_limit: float | None = None  # wall seconds per seed; None keeps results independent of machine load
-    model: str | None = None  # UniMat model (None: the bundled default)
-    data_dir: str | None = None  # shared data (None: $UNIMAT_SHARED_DATA or ../shared/data)
-    bins: tuple[str, ...] = tuple(BINS)
-    cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
-    unimat_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of the UniMat sources (variants)
-    template_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of both template-based sources
-
-    def __post_init__(self) -> None:
-        unknown = [name for name, _ in self.unimat_options if name not in UNIMAT_OPTIONS]
-        if unknown:
-            raise ValueError(f"unknown UniMat option(s) {unknown}; choose from {', '.join(UNIMAT_OPTIONS)}")
-        unknown = [name for name, _ in self.template_options if name not in TEMPLATE_OPTIONS]
-        if unknown:
-            raise ValueError(f"unknown template option(s) {unknown}; choose from {', '.join(TEMPLATE_OPTIONS)}")
-        unknown = [name for name in self.sources if name not in SOURCE_ORDER]
-        if unknown or not self.sources:
-            raise ValueError(f"unknown or no seed sources {unknown}; choose from {', '.join(SOURCE_ORDER)}")
-        unknown = [name for name in self.bins if name not in BINS]
-        if unknown or not self.bins:
-            raise ValueError(f"unknown or no size bins {unknown}; choose from {', '.join(BINS)}")
-
-    def template_kwargs(self) -> dict[str, Any]:
-        """``template_options`` as keyword options of ``TemplateSeedSource`` (``ordered`` as a bool)."""
-        out = dict(self.template_options)
-        if "ordered" in out:
-            out["ordered"] = str(out["ordered"]).strip().lower() in ("1", "true", "yes", "on")
-        return out
-
-
-DEFAULT = BenchConfig()
-QUICK = BenchConfig(per_bin=1, n_seeds=3)
-
-
 @dataclass
 class Target:
     """One held-out structure to find."""
@@ -401,128 +352,6 @@ def summarise(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], b
 # ---------------------------------------------------------------------------------- plot, markdown
 
 
-def plot(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: Sequence[str], path: Path) -> None:
-    """Median best energy above the reference, and share of targets hit, against relaxations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(bins), figsize=(max(4.2 * len(bins), 7.0), 6.4), squeeze=False, sharex="col")
-    colors = {"unimat": "tab:red", "unimat-template": "tab:orange", "random": "tab:blue", "template": "tab:green",
-              "mixed": "tab:purple"}  # fmt: skip
-    markers = {"unimat": "o", "unimat-template": "v", "random": "s", "template": "^", "mixed": "D"}
-    for col, name in enumerate(bins):
-        rows = [t for t in per_target if t["bin"] == name]
-        n_max = 1
-        for i, source in enumerate(sources):
-            curves = [t["sources"][source] for t in rows if source in t["sources"]]
-            if not curves:
-                continue
-            best = np.array([c["best_mev_above_ref"] for c in curves], dtype=float)  # (T, N), inf: none finished
-            k = np.arange(1, best.shape[1] + 1)
-            n_max = max(n_max, len(k))
-            median = np.median(best, axis=0)  # (N,)
-            median = np.where(np.isfinite(median), median, np.nan)
-            shift = 0.05 * (i - (len(sources) - 1) / 2)  # keep overlapping lines apart
-            style = {"color": colors.get(source), "label": source}
-            axes[0, col].plot(k + shift, median, marker=markers.get(source, "o"), ms=4, **style)
-            first = np.array([c["first_hit"] or math.inf for c in curves])
-            axes[1, col].step(k + shift, [(first <= j).mean() for j in k], where="post", **style)
-        axes[0, col].set_yscale("symlog", linthresh=1.0)
-        axes[0, col].axhline(ENERGY_TOLERANCE * 1000, color="grey", lw=0.8, ls="--")
-        axes[0, col].axhline(0.0, color="grey", lw=0.5)
-        axes[0, col].set_title(f"{name} atoms ({len(rows)} targets)")
-        axes[1, col].set_xlabel("relaxations")
-        axes[1, col].set_xticks(np.arange(1, n_max + 1, max(1, n_max // 10)))
-        axes[1, col].set_ylim(-0.02, 1.02)
-    axes[0, 0].set_ylabel("median best E - E_ref (meV/atom)\n(dashed: hit tolerance; gap: none finished)")
-    axes[1, 0].set_ylabel("share of targets hit")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Search efficiency on held-out mp_20 test compositions (CHGNet)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def markdown(result: Mapping[str, Any], png_name: str) -> str:
-    """A short summary: the per-bin table, the ratios and the rules."""
-    cfg = result["config"]
-    lines = [
-        f"# Search efficiency ({_run_kind(result)} run)",
-        "",
-        f"{cfg['per_bin']} held-out mp_20 test composition(s) per size bin, {cfg['n_seeds']} seeds per source, "
-        f"relaxed with {cfg['calculator']} (FIRE + FrechetCellFilter, fmax {cfg['fmax']} eV/A, <= {cfg['max_steps']} "
-        f"steps). Hit: matches the relaxed test structure or is within {ENERGY_TOLERANCE * 1000:.0f} meV/atom of its "
-        f"energy. 1/p uses p = (hits + 0.5) / (N + 1); a target with no hit is censored (true value likely larger). "
-        f"Wall time {result['wall_s']:.0f} s.",
-        "",
-        *_variant_lines(cfg, result.get("overlap_with_default_targets", [])),
-        _cache_line(result["relaxations"]),
-        "",
-        "| bin | source | targets | hits / seeds | targets hit | 1/p (geomean) | steps/seed | s/seed |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, data in result["bins"].items():
-        for source, s in data["sources"].items():
-            lines.append(
-                f"| {name} | {source} | {s['targets']} | {s['hits']} / {s['seeds']} | {s['targets_hit']} | "
-                f"{s['expected_relaxations_geomean']:.2f} | {s['steps_per_seed']:.0f} | {s['wall_s_per_seed']:.1f} |"
-            )
-    lines += [
-        "",
-        "Ratios of expected relaxations (geometric mean over targets; < 1: the first source needs fewer):",
-        "",
-    ]
-    for name, data in result["bins"].items():
-        text = ", ".join(f"{k} = {v['geomean']:.2f} ({v['targets']})" for k, v in data["ratios"].items()) or "none"
-        lines.append(f"- {name}: {text}")
-    lines += ["", "Sources:", ""]
-    lines += [f"- {name}: {note}" for name, note in result["source_notes"].items()]
-    lines += ["", "Targets:", ""]
-    for t in result["targets"]:
-        notes = f" ({'; '.join(t['notes'])})" if t["notes"] else ""
-        lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms){notes}")
-    lines += ["", f"![best energy against relaxations]({png_name})", ""]
-    return "\n".join(lines)
-
-
-def _run_kind(result: Mapping[str, Any]) -> str:
-    """``quick``, ``default``, or ``variant`` (another target draw or UniMat options)."""
-    if result["quick"]:
-        return "quick"
-    return "variant" if _variant_lines(result["config"], []) else "default"
-
-
-def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:
-    """What sets a run apart from the default one: its target draw and UniMat options (none: no lines)."""
-    lines = []
-    if cfg.get("selection_seed", DEFAULT.selection_seed) != DEFAULT.selection_seed:
-        shared = ", ".join(overlap) if overlap else "none"
-        lines.append(f"Targets drawn with selection seed {cfg['selection_seed']} (default {DEFAULT.selection_seed}); "
-                     f"shared with the default run's targets: {shared}.")  # fmt: skip
-    if cfg.get("unimat_options"):
-        options = ", ".join(f"{name}={value}" for name, value in cfg["unimat_options"])
-        lines.append(f"UniMat source options (a variant): {options}.")
-    if cfg.get("template_options"):
-        options = ", ".join(f"{name}={value}" for name, value in cfg["template_options"])
-        lines.append(f"Template options of the template and unimat-template sources (a variant): {options}.")
-    return [*lines, ""] if lines else []
-
-
-def _cache_line(relaxations: Mapping[str, Any]) -> str:
-    if relaxations["cache_dir"] is None:
-        return f"{relaxations['jobs']} relaxations, no cache."
-    note = " (s/seed is the wall time of the run that relaxed them)" if relaxations["from_cache"] else ""
-    return (
-        f"{relaxations['jobs']} relaxations: {relaxations['from_cache']} read from the cache{note}, "
-        f"{relaxations['relaxed']} relaxed in this run."
-    )
-
-
-# ---------------------------------------------------------------------------------------------- run
-
-
 def run_search_efficiency(
     config: BenchConfig,
     *,
@@ -644,47 +473,6 @@ Examples:
   python -m bench.search_efficiency --bins 7-12,13-20 --no-cache --out /tmp/se_fresh
   python -m bench.search_efficiency --selection-seed 2 --sources unimat-template,template,random --stem tuning
 """
-
-
-class KeyValue(click.ParamType):
-    """``KEY=VALUE`` with KEY from a fixed set; VALUE a number, numbers separated by commas, or text."""
-
-    name = "key=value"
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        self.keys = tuple(keys)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, Any]:
-        if isinstance(value, tuple):
-            return value
-        key, sep, text = str(value).partition("=")
-        if not sep or key.strip() not in self.keys or not text.strip():
-            self.fail(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(self.keys)}", param, ctx)
-        parts = [part.strip() for part in text.split(",")]
-        try:
-            numbers = [float(part) for part in parts]
-        except ValueError:
-            return key.strip(), text.strip()
-        numbers = [int(x) if x.is_integer() and "." not in part else x for x, part in zip(numbers, parts, strict=True)]
-        return key.strip(), numbers[0] if len(numbers) == 1 else tuple(numbers)
-
-
-class CommaList(click.ParamType):
-    """A comma-separated list of names from a fixed set (duplicates dropped, order kept)."""
-
-    name = "list"
-
-    def __init__(self, choices: Sequence[str]) -> None:
-        self.choices = tuple(choices)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
-        if isinstance(value, tuple):
-            return value
-        names = tuple(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
-        unknown = [name for name in names if name not in self.choices]
-        if unknown or not names:
-            self.fail(f"{value!r}: choose one or more of {', '.join(self.choices)}, comma-separated", param, ctx)
-        return names
 
 
 def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started: dt.datetime, wall_s: float) -> None:
