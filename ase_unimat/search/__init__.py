@@ -2,11 +2,12 @@
 
 Owns everything between a formula and a ranked table of relaxed cells: the seed contract and its
 registry (``seeds``, ``seed_registry``), the four seed sources (``random_seeds`` with its space-group
-library ``spacegroups``, ``buildcell``, ``unimat_seeds``, ``template_seeds`` over ``templates`` and
-``ordered_templates``), calculators (the one place they enter), the relaxation pool, the run store,
-ranking, AIRSS ``.res`` I/O and the PNG report. It may import ``core``, ``data`` and (for UniMat
-seeds, inside functions because torch is heavy) ``generation`` and ``model``; never ``training``,
-``evaluation``, ``bench`` or ``cli``.
+library ``spacegroups``, ``buildcell``, ``unimat_seeds``, ``template_seeds`` over ``templates``,
+``ordered_templates`` and ``template_fingerprint``), ``symmetry``, ``volume``, calculators (the one
+place they enter), ``relax``, the relaxation pool (``pool``, ``relax_cache``), the run ``store``,
+``rank``, AIRSS ``.res`` I/O (``airss_io``, ``buildcell``) and the PNG ``report``. It may import
+``core``, ``data``, ``model.bundled`` and ``generation`` (which loads torch only when sampling);
+never ``training``, ``evaluation``, ``bench`` or ``cli``.
 """
 
 from __future__ import annotations
