@@ -1,4 +1,4 @@
-"""``UniMatDataset``: the torch Dataset over a UniMat HDF5 file (also importable from ``ase_unimat.data.hdf5``)."""
+"""``UniMatDataset``: the torch Dataset over a UniMat HDF5 file (the format is ``ase_unimat.data.hdf5``)."""
 
 from __future__ import annotations
 
