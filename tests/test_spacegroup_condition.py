@@ -67,3 +67,26 @@ def test_a_model_without_the_condition_has_nothing_to_guide():
     assert not model.guidable
     with pytest.raises(ValueError, match="atom network"):
         build_model(tiny_config("dense", spacegroup_condition=True))
+
+
+def test_samplers_take_the_condition_and_refuse_guidance_without_one():
+    from ase_unimat.formula import composition_grid
+    from ase_unimat.sampler import get_sampler
+
+    comp = torch.as_tensor(composition_grid("Mg2SiO4"), dtype=torch.float32)[None].expand(2, -1, -1)
+    model = _model()
+    for name in ("ancestral", "ddim"):
+        sample = get_sampler(name)
+        plain = sample(model, comp, seeds=[1, 2], steps=3)
+        cubic = sample(model, comp, seeds=[1, 2], steps=3, spacegroup=[225, 225])
+        guided = sample(model, comp, seeds=[1, 2], steps=3, spacegroup=[225, 225], guidance=3.0)
+        assert not torch.allclose(plain[0], cubic[0]) and not torch.allclose(cubic[0], guided[0])  # coords
+        with pytest.raises(ValueError, match="1-230"):
+            sample(model, comp, seeds=[1, 2], steps=3, spacegroup=[225, 231])
+        with pytest.raises(ValueError, match=">= 0"):
+            sample(model, comp, seeds=[1, 2], steps=3, spacegroup=[225, 225], guidance=-1.0)
+    plain_model = build_model(tiny_config()).eval()
+    with pytest.raises(ValueError, match="no condition to guide"):
+        get_sampler("ddim")(plain_model, comp, seeds=[1, 2], steps=3, guidance=2.0)
+    with pytest.raises(ValueError, match="no space-group condition"):
+        get_sampler("ddim")(plain_model, comp, seeds=[1, 2], steps=3, spacegroup=[1, 1])
