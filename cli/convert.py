@@ -70,7 +70,12 @@ def main() -> None:
 def build(inputs: tuple[str, ...], out: str, n_slots: int, max_atoms: int, columns: str, workers: int,
           append: bool, overwrite: bool, dedup: bool, exclude: tuple[str, ...], exclude_formulas: tuple[str, ...], batch_size: int,
           quiet: bool) -> None:
-    """Convert INPUTS into the dataset OUT; rerun the same command to resume after a crash."""
+    """Convert INPUTS into the dataset OUT; rerun the same command to resume after a crash.
+
+    A bad record is skipped and listed with its reason in OUT.skipped.csv. An input that cannot
+    be read to its end (truncated .gz, garbage .db/.tar.gz) is one error line naming it and where it
+    stopped; everything read is still written to OUT, and the exit status is 1.
+    """
     from ase_unimat.data.convert import (  # imported when the command runs: --help stays instant
         ConversionError,
         ConvertOptions,
@@ -87,6 +92,9 @@ def build(inputs: tuple[str, ...], out: str, n_slots: int, max_atoms: int, colum
     except (ConversionError, ValueError, OSError) as err:
         raise click.ClickException(" ".join(str(err).split())) from None
     click.echo(summary.text())
+    if summary.unreadable:  # the output holds what was read; the exit status says it is not all
+        raise click.ClickException(" ".join(f"could not read to the end: {'; '.join(summary.unreadable)}; "
+                                            f"the records read before are in {summary.output}".split()))
 
 
 @main.command(epilog=EXAMPLES_INFO)

@@ -23,16 +23,26 @@ def shortest_distance(atoms: Atoms) -> float:
     """Shortest distance between two atoms, periodic images included (Å).
 
     Minimum image over the 27 neighbouring cells of the wrapped fractional differences: exact for any
-    cell that is not extremely skewed, and ~10x cheaper than a neighbour list on small cells.
+    cell that is not extremely skewed, and ~10x cheaper than a neighbour list on small cells. Rows
+    of atoms are done in blocks of at most ``_BLOCK_FLOATS`` numbers, so memory stays bounded
+    (~10 MB) however many atoms there are; time is N^2.
     """
     n = len(atoms)
     frac = atoms.get_scaled_positions(wrap=False)  # (N, 3)
-    diff = frac[:, None, :] - frac[None, :, :]  # (N, N, 3)
-    diff -= np.round(diff)
-    vectors = (diff[:, :, None, :] + _SHIFTS[None, None]) @ atoms.cell.array  # (N, N, 27, 3)
-    distances = np.sqrt((vectors**2).sum(-1))  # (N, N, 27)
-    distances[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself (shift 0, 0, 0)
-    return float(distances.min())
+    cell = atoms.cell.array
+    rows = max(1, _BLOCK_FLOATS // (n * len(_SHIFTS) * 3))
+    best = np.inf
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        diff = frac[start:stop, None, :] - frac[None, :, :]  # (R, N, 3)
+        diff -= np.round(diff)
+        vectors = (diff[:, :, None, :] + _SHIFTS[None, None]) @ cell  # (R, N, 27, 3)
+        squared = np.einsum("rnkx,rnkx->rnk", vectors, vectors)  # (R, N, 27)
+        own = np.arange(start, stop)
+        squared[own - start, own, 13] = np.inf  # an atom and itself (shift 0, 0, 0)
+        best = min(best, float(squared.min()))
+    return float(np.sqrt(best))
 
 
 _SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3), index 13 = (0, 0, 0)
+_BLOCK_FLOATS = 2**20  # numbers per block of shortest_distance (8 MB of float64)

@@ -29,6 +29,15 @@ class NotSimpleCif(ValueError):
     """The CIF is not the simple P1 form this reader handles; use a full CIF parser."""
 
 
+class TooManySites(ValueError):
+    """A simple P1 CIF with more sites than allowed (raised before any per-pair work)."""
+
+    def __init__(self, count: int, max_atoms: int) -> None:
+        super().__init__(f"{count} atoms > max atoms {max_atoms}")
+        self.count = count
+        self.max_atoms = max_atoms
+
+
 def _float(token: str) -> float:
     if "(" in token:
         raise NotSimpleCif(f"value with uncertainty {token!r}")
@@ -115,8 +124,31 @@ def _cell(cellpar: list[float]) -> list[list[float]]:
     return [[a, 0.0, 0.0], [b * cos_g, b * sin_g, 0.0], [c * cos_b, c * c_y, c * math.sqrt(c_z2)]]
 
 
-def parse_p1_cif(text: str) -> Atoms:
-    """Periodic ``ase.Atoms`` of a simple P1 CIF; :class:`NotSimpleCif` for anything else."""
+def _has_duplicate_site(frac: np.ndarray) -> bool:
+    """Whether two fractional points (n, 3) in [0, 1] are closer than SITE_TOLERANCE in every component.
+
+    Periodic in all three directions (scipy's k-d tree with a unit box, Chebyshev metric).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.where(frac >= 1.0, 0.0, frac)  # np.mod can round up to exactly 1.0
+    tree = cKDTree(points, boxsize=1.0)
+    radius = float(np.nextafter(SITE_TOLERANCE, 0.0))  # the tree counts <= radius; pymatgen's rule is <
+    return bool(tree.query_pairs(radius, p=np.inf, output_type="ndarray").size)
+
+
+def parse_p1_cif(text: str, *, max_atoms: int | None = None) -> Atoms:
+    """Periodic ``ase.Atoms`` of a simple P1 CIF; :class:`NotSimpleCif` for anything else.
+
+    Parameters
+    ----------
+    text
+        The CIF.
+    max_atoms
+        When given, a P1 CIF with more rows in its ``atom_site`` loop raises :class:`TooManySites`
+        as soon as they are counted. The duplicate-site check uses a periodic k-d tree, so time
+        and memory grow as N log N, never N^2.
+    """
     tags, loops = _scan(text)
     _check_identity_only(loops)
     try:
@@ -127,6 +159,8 @@ def parse_p1_cif(text: str) -> Atoms:
     if len(sites) != 1:
         raise NotSimpleCif("no single atom_site loop with fractional coordinates")
     header, rows = sites[0]
+    if max_atoms is not None and len(rows) > max_atoms:
+        raise TooManySites(len(rows), max_atoms)
     try:
         columns = [header.index(t) for t in ("_atom_site_type_symbol", "_atom_site_fract_x",
                                              "_atom_site_fract_y", "_atom_site_fract_z")]
@@ -150,10 +184,6 @@ def parse_p1_cif(text: str) -> Atoms:
     if not numbers:
         raise NotSimpleCif("no atoms")
     frac_arr = np.mod(np.asarray(frac, dtype=np.float64), 1.0)  # (n, 3)
-    delta = np.abs(frac_arr[:, None, :] - frac_arr[None, :, :])  # (n, n, 3)
-    delta = np.minimum(delta, 1.0 - delta)
-    close = np.all(delta < SITE_TOLERANCE, axis=-1)
-    np.fill_diagonal(close, False)
-    if close.any():
+    if _has_duplicate_site(frac_arr):
         raise NotSimpleCif("two sites at the same position")
     return Atoms(numbers=numbers, cell=_cell(cellpar), scaled_positions=frac_arr, pbc=True)

@@ -23,6 +23,13 @@ place while records are still coming: an HDF5 file killed mid-write can be left 
 
 Thus no record is lost or duplicated and no half-written record is visible; the cost is one copy
 of the output per run (``--append`` on a very large file copies it once).
+
+Bad input never aborts a run. A bad record (unreadable, bad id or encoding, overlapping atoms,
+too large, ...) is skipped and listed with its reason in ``OUT.skipped.csv``. An input that cannot
+be read to its end (truncated gzip, garbage ``.db`` / ``.tar.gz``) ends with one ``unreadable``
+skip naming the file and how many of its records were read; the conversion goes on with the other
+inputs, ``OUT`` gets everything read, and :attr:`ConvertSummary.unreadable` lists those files (the
+CLI prints it as one error line and exits with status 1, on a rerun too).
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from tqdm import tqdm
 from ase_unimat.core.atomic import atomic_write, fsync_dir
 from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
 from ase_unimat.core.periodic_table import z_to_symbol
-from ase_unimat.core.representation import RepresentationError, encode
+from ase_unimat.core.representation import MIN_DISTANCE, RepresentationError, encode
 from ase_unimat.data.hdf5 import (
     FORMAT_VERSION,
     DatasetFormatError,
@@ -70,6 +77,7 @@ from ase_unimat.data.journal import (
     open_journal,
     part_batch,
     part_end,
+    printable,
 )
 from ase_unimat.data.readers import RawRecord, RecordError, _open_text, expand_inputs, input_format, iter_raw, parse
 
@@ -82,6 +90,7 @@ _REASONS = (
     ("not periodic", "not_periodic"),
     ("volume", "degenerate_cell"),
     ("no atoms", "empty"),
+    ("closer than", "overlapping_atoms"),
 )
 
 
@@ -145,6 +154,9 @@ class ConvertSummary:
     resumed_at: int = 0
     already_done: bool = False
     notes: list[str] = field(default_factory=list)
+    #: One message per input that could not be read to its end (skip reason ``unreadable``): the
+    #: file, how many of its records were read, and the error. What was read is in the output.
+    unreadable: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """Human-readable summary lines."""
@@ -191,20 +203,27 @@ def convert_records(raws: Sequence[RawRecord], *, n_slots: int, max_atoms: int,
     """Parse and encode raw records (runs in worker processes).
 
     Returns per record ``("ok", id, source, numbers (n,), frac (n, 3), cellpar (6,), properties)`` or
-    ``("skip", id, source, reason, message)``.
+    ``("skip", id, source, reason, message)``. Besides what the readers and :func:`encode` refuse,
+    a record is skipped as ``bad_id`` when its id holds control characters (HDF5 cannot store a NUL)
+    and as ``overlapping_atoms`` when two atoms are closer than
+    :data:`~ase_unimat.representation.MIN_DISTANCE` (0.5 Angstrom, periodic images included).
     """
 
     out = []
     for raw in raws:
-        record = parse(raw)
+        record = parse(raw, max_atoms=max_atoms)
         item = record.structure_or_error
         if isinstance(item, RecordError):
             out.append(("skip", record.record_id, record.source, item.reason, item.message))
             continue
+        if not record.record_id.isprintable():
+            out.append(("skip", record.record_id, record.source, "bad_id",
+                        f"material id {printable(record.record_id)!r} holds control characters"))
+            continue
         try:
             if len(item) > max_atoms:
                 raise RecordError("too_many_atoms", f"{len(item)} atoms > max atoms {max_atoms}")
-            coords, cellpar = encode(item, n_slots=n_slots)
+            coords, cellpar = encode(item, n_slots=n_slots, min_distance=MIN_DISTANCE)
             numbers, frac = sparse_atoms(coords)
         except RecordError as err:
             out.append(("skip", record.record_id, record.source, err.reason, err.message))
@@ -379,7 +398,7 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             shutil.rmtree(journal, ignore_errors=True)
             h = done[-1]
             return ConvertSummary(str(output), str(report), h["records"], h["converted"], h["skipped"],
-                                  time.perf_counter() - t0, already_done=True)
+                                  time.perf_counter() - t0, already_done=True, unreadable=h.get("unreadable", []))
         if not (options.append or options.overwrite):
             raise ConversionError(f"{output} exists: pass --append to add to it or --overwrite to replace it")
         if options.append:
@@ -443,6 +462,7 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
     records = part_end(parts[-1]) if parts else 0
     skipped = Counter(str(row[2]) for part in loaded for row in part["skipped"])
     converted = sum(len(part["natoms"]) for part in loaded)
+    unreadable = [str(row[3]) for part in loaded for row in part["skipped"] if str(row[2]) == "unreadable"]
     notes = []
     integer, present = {}, Counter()
     for spec in options.columns:
@@ -475,6 +495,7 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
             "inputs": [str(p) for p in paths], "records": records, "converted": converted,
             "skipped": dict(skipped), "L": options.n_slots, "max_atoms": options.max_atoms,
             "columns": [c.name for c in options.columns], "dedup": options.dedup,
+            **({"unreadable": unreadable} if unreadable else {}),
         }]
         h5.attrs["history"] = json.dumps(runs)
     with open(tmp, "rb+") as handle:
@@ -483,7 +504,8 @@ def _merge(output, report, journal, key, paths, parts, options) -> ConvertSummar
     os.replace(tmp, output)
     fsync_dir(output.parent)
     shutil.rmtree(journal, ignore_errors=True)
-    return ConvertSummary(str(output), str(report), records, converted, dict(skipped), 0.0, notes=notes)
+    return ConvertSummary(str(output), str(report), records, converted, dict(skipped), 0.0, notes=notes,
+                          unreadable=unreadable)
 
 
 def _write_report(report: Path, key: str, loaded: Sequence[dict]) -> None:

@@ -47,6 +47,11 @@ def committed_parts(journal: Path) -> list[Path]:
     return parts
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes escaped (``"a\\x00b"``), safe for CSV and HDF5."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
 def part_end(path: Path) -> int:
     """The input position after the last record of a part."""
     return int(_PART.fullmatch(path.name).group(2))
@@ -81,12 +86,12 @@ class PartBuilder:
     def add(self, result: tuple, *, accept) -> None:
         """Take the next record's worker result; ``accept(id, numbers)`` returns ``None`` or a (reason, message) skip."""
         self.end += 1
-        if result[0] == "skip":
-            self.skipped.append(tuple(str(x) for x in result[1:5]))
+        if result[0] == "skip":  # ids, sources and messages of skips may hold any character: escaped
+            self.skipped.append(tuple(printable(x) for x in result[1:5]))
             return
         verdict = accept(result[1], result[3])
         if verdict:
-            self.skipped.append((result[1], result[2], verdict[0], verdict[1]))
+            self.skipped.append(tuple(printable(x) for x in (result[1], result[2], verdict[0], verdict[1])))
         else:
             self.ok.append(result)
 

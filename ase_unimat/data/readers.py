@@ -14,6 +14,12 @@ member ``mp_mp-123.cif`` matches id ``mp-123``); an ASE database (``.db``); exte
 into frames here, so a bad frame is skipped alone); and any other multi-frame file ``ase.io``
 reads (traj, ...), where a frame that fails to read ends that file with one error record.
 Globs are expanded by :func:`expand_inputs`.
+
+Bad bytes never lose more than their record: a CSV row or XYZ frame that is not valid UTF-8 is one
+error record with reason ``bad_encoding``. A file that cannot be read to its end (a truncated
+``.gz``, a garbage ``.db`` or ``.tar.gz``, an XYZ atom-count line that is not a number) ends with
+one error record with reason ``unreadable``, whose message names the file and how many records of
+it were read before it stopped; the records before it are kept.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import gzip
 import io
 import itertools
 import os
+import sqlite3
 import tarfile
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -35,11 +43,13 @@ from ase.db import connect
 from ase.io import iread, read
 from ase.io.res import Res
 
-from ase_unimat.data.cif_p1 import NotSimpleCif, parse_p1_cif
+from ase_unimat.data.cif_p1 import NotSimpleCif, TooManySites, parse_p1_cif
 
 csv.field_size_limit(2**31 - 1)
 
 STRUCTURE_SUFFIXES = (".cif", ".res")
+#: What reading a file can raise when its bytes are broken (truncated, garbage, not the format).
+READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error, tarfile.TarError, sqlite3.Error, UnicodeError)
 
 
 class RecordError(Exception):
@@ -107,8 +117,43 @@ def input_format(path: str | os.PathLike) -> str:
 
 
 def iter_raw(path: str | os.PathLike) -> Iterator[RawRecord]:
-    """Raw records of one input, in a fixed order (see module docstring)."""
+    """Raw records of one input, in a fixed order (see module docstring).
+
+    A file that stops being readable ends with one ``unreadable`` error record (the records read
+    before it come first); the same bytes always give the same records, so resuming stays exact.
+    """
     path = Path(path)
+    count = 0
+    try:
+        for raw in _iter_source(path):
+            yield raw
+            count += 1
+    except READ_ERRORS as err:
+        message = " ".join(str(err).split()) or "(no message)"
+        yield _unreadable(path, count, f"{type(err).__name__}: {message[:300]}")
+
+
+def _unreadable(path: Path, count: int, why: str) -> RawRecord:
+    """The error record that ends a file that cannot be read further."""
+    message = f"{path}: stopped after {count} records ({why}); the rest of the file is not read"
+    return RawRecord(f"{path.name}:{count}", str(path), "error", RecordError("unreadable", message), {})
+
+
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (read with ``errors="surrogateescape"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _bad_encoding(record_id: str, source: str, properties: dict) -> RawRecord:
+    message = f"{source}: not valid UTF-8"
+    return RawRecord(record_id, source, "error", RecordError("bad_encoding", message), properties)
+
+
+def _iter_source(path: Path) -> Iterator[RawRecord]:
     kind = input_format(path)
     if kind == "csv":
         yield from _iter_csv(path)
@@ -160,10 +205,14 @@ def _to_atoms(structure) -> Atoms:
     return AseAtomsAdaptor.get_atoms(structure)
 
 
-def parse(raw: RawRecord) -> Record:
-    """Parse one raw record; failures become a :class:`RecordError` in ``structure_or_error``."""
+def parse(raw: RawRecord, *, max_atoms: int | None = None) -> Record:
+    """Parse one raw record; failures become a :class:`RecordError` in ``structure_or_error``.
+
+    With ``max_atoms``, a simple P1 CIF with more sites is refused (``too_many_atoms``) before
+    any work that grows with the square of the atom count.
+    """
     try:
-        structure = _parse_payload(raw)
+        structure = _parse_payload(raw, max_atoms=max_atoms)
     except RecordError as err:
         return Record(raw.record_id, err, raw.properties, raw.source)
     except Exception as err:  # noqa: BLE001 - any parser failure is this record's problem only
@@ -176,13 +225,13 @@ def parse(raw: RawRecord) -> Record:
     return Record(record_id, structure, raw.properties, raw.source)
 
 
-def _parse_payload(raw: RawRecord):
+def _parse_payload(raw: RawRecord, *, max_atoms: int | None = None):
     if raw.kind == "error":
         raise raw.payload
     if raw.kind == "atoms":
         return raw.payload
     if raw.kind == "cif":
-        return parse_cif(raw.payload)
+        return parse_cif(raw.payload, max_atoms=max_atoms)
     try:
         if raw.kind == "res":
             return Res.from_string(raw.payload).atoms
@@ -193,15 +242,19 @@ def _parse_payload(raw: RawRecord):
     raise ValueError(f"unknown record kind {raw.kind!r}")
 
 
-def parse_cif(text: str, *, fast: bool = True):
+def parse_cif(text: str, *, fast: bool = True, max_atoms: int | None = None):
     """The crystal of the first data block of a CIF, as written (no primitive reduction).
 
     With ``fast``, a simple P1 CIF is read by :func:`ase_unimat.data.cif_p1.parse_p1_cif` (into
     ``ase.Atoms``); everything else, or every CIF without ``fast``, by pymatgen (a ``Structure``).
+    With ``max_atoms``, a simple P1 CIF of more sites raises ``RecordError("too_many_atoms")``
+    as soon as its sites are counted.
     """
     if fast:
         try:
-            return parse_p1_cif(text)
+            return parse_p1_cif(text, max_atoms=max_atoms)
+        except TooManySites as err:
+            raise RecordError("too_many_atoms", f"{err.count} atoms > max atoms {max_atoms}") from None
         except NotSimpleCif:
             pass
     from pymatgen.io.cif import CifParser  # pymatgen is slow to import
@@ -217,20 +270,23 @@ def parse_cif(text: str, *, fast: bool = True):
 # ------------------------------------------------------------------------------------------------ sources
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, *, errors: str = "strict"):
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8", errors=errors, newline="")
+    return open(path, encoding="utf-8", errors=errors, newline="")
 
 
 def _iter_csv(path: Path) -> Iterator[RawRecord]:
-    with _open_text(path) as handle:
+    with _open_text(path, errors="surrogateescape") as handle:  # a bad byte costs its row only
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "cif" not in reader.fieldnames:
             raise ValueError(f"{path} has no 'cif' column (columns: {reader.fieldnames})")
         for row_number, row in enumerate(reader):
             record_id = (row.get("material_id") or "").strip() or f"{path.name}:{row_number}"
             properties = {k: v for k, v in row.items() if k not in ("cif", None)}
+            if any(_undecodable(v) for v in row.values() if isinstance(v, str)):
+                yield _bad_encoding(record_id, f"{path}:{row_number}", {})
+                continue
             yield RawRecord(record_id, f"{path}:{row_number}", "cif", row.get("cif") or "", properties)
 
 
@@ -255,7 +311,13 @@ def _metadata_lookup(metadata: dict[str, dict], stem: str) -> tuple[str, dict]:
 
 def _iter_tar(path: Path) -> Iterator[RawRecord]:
     with tarfile.open(path, "r:*") as archive:
-        members = archive.getmembers()
+        members: list[tarfile.TarInfo] = []
+        stopped: BaseException | None = None
+        try:  # member by member, so that a truncated archive still gives the members before the cut
+            for member in archive:
+                members.append(member)
+        except READ_ERRORS as err:
+            stopped = err
         metadata: dict[str, dict] = {}
         for member in members:
             if member.isfile() and Path(member.name).name == "metadata.csv":
@@ -276,6 +338,8 @@ def _iter_tar(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(record_id, source, "error", RecordError("parse_error", str(err)), properties)
                 continue
             yield RawRecord(record_id, source, suffix[1:], text, properties)
+        if stopped is not None:
+            raise stopped
 
 
 def _atoms_properties(atoms) -> dict:
@@ -304,7 +368,7 @@ def _iter_db(path: Path) -> Iterator[RawRecord]:
 
 def _iter_xyz(path: Path) -> Iterator[RawRecord]:
     """Frames of an (extended) XYZ file as text, split on the atom-count lines."""
-    with _open_text(path) as handle:
+    with _open_text(path, errors="surrogateescape") as handle:  # a bad byte costs its frame only
         lines = handle.read().splitlines(keepends=True)
     pos, frame = 0, 0
     while pos < len(lines):
@@ -314,11 +378,16 @@ def _iter_xyz(path: Path) -> Iterator[RawRecord]:
         record_id, source = f"{path.name}:{frame}", f"{path}:{frame}"
         try:
             n = int(lines[pos].split()[0])
+            if n < 0:
+                raise ValueError(n)
         except ValueError:
-            message = f"line {pos + 1} should hold the atom count of frame {frame}; cannot continue in this file"
-            yield RawRecord(record_id, source, "error", RecordError("parse_error", message), {})
+            yield _unreadable(path, frame, f"line {pos + 1} should hold the atom count of frame {frame}")
             return
-        yield RawRecord(record_id, source, "xyz", "".join(lines[pos:pos + n + 2]), {})
+        text = "".join(lines[pos:pos + n + 2])
+        if _undecodable(text):
+            yield _bad_encoding(record_id, source, {})
+        else:
+            yield RawRecord(record_id, source, "xyz", text, {})
         pos += n + 2
         frame += 1
 

@@ -53,6 +53,10 @@ class ModelConfig:
     rbf_cutoff: float = 8.0  # Angstrom
     max_grid_offset: int = 3  # clip |d row|, |d group| of the pair grid-offset embedding
     slot_embedding: bool = True
+    # an auxiliary condition the network can drop (classifier-free guidance): the space group
+    # number 1-230 of the training structure (0 = unknown or dropped); dropped with probability
+    # diffusion.cond_drop_prob in training
+    spacegroup_condition: bool = False
     # dense network
     conv_kernel: int = 3
     plane_attention: bool = True  # attention over the flattened 9 x 18 plane (else along period and group)

@@ -127,6 +127,8 @@ class UniMatModel(nn.Module):
         else:
             from ase_unimat.model.network_dense import DenseNetwork
 
+            if getattr(config.model, "spacegroup_condition", False):
+                raise ValueError("spacegroup_condition is an option of the atom network; the dense network guides on the composition")
             self.network = DenseNetwork(config.model)
         self.scaler = LatticeScaler(d.lattice_mean, d.lattice_std)
         self.register_buffer("seen_elements", torch.zeros(GRID_SHAPE, dtype=torch.bool))
@@ -142,6 +144,27 @@ class UniMatModel(nn.Module):
     @property
     def n_slots(self) -> int:
         return self.config.model.n_slots
+
+    @property
+    def spacegroup_conditioned(self) -> bool:
+        """Whether the network takes a space-group condition (and so guidance acts on it)."""
+        return bool(getattr(self.config.model, "spacegroup_condition", False))
+
+    @property
+    def guidable(self) -> bool:
+        """Whether classifier-free guidance has a condition to act on (dense: composition; atoms: space group)."""
+        return self.unconditional or self.spacegroup_conditioned
+
+    def _training_spacegroup(self, batch, b: int, device, rand) -> torch.Tensor:
+        """(B,) space groups of a batch (0 where unknown), dropped to 0 with ``cond_drop_prob``."""
+        values = batch.get("spacegroup")
+        if values is None:
+            return torch.zeros(b, dtype=torch.long, device=device)
+        values = torch.as_tensor(values, device=device).float()
+        known = torch.isfinite(values) & (values >= 1) & (values <= 230)
+        sg = torch.where(known, values, torch.zeros_like(values)).round().long()
+        keep = rand(b) >= self.config.diffusion.cond_drop_prob
+        return torch.where(keep, sg, torch.zeros_like(sg))
 
     @property
     def unconditional(self) -> bool:
@@ -237,7 +260,10 @@ class UniMatModel(nn.Module):
             keep = (rand(b) >= d.cond_drop_prob).float().view(-1, 1, 1)
             cond = composition * keep
 
-        out = self.network(noisy, z_t, t, cond, occupancy=occ_t)
+        extra = {}
+        if self.spacegroup_conditioned:
+            extra["spacegroup"] = self._training_spacegroup(batch, b, device, rand)
+        out = self.network(noisy, z_t, t, cond, occupancy=occ_t, **extra)
 
         target_x = torch.zeros_like(coords0)
         if d.coord_target == "score":
@@ -271,14 +297,30 @@ class UniMatModel(nn.Module):
         *,
         occupancy: torch.Tensor | None = None,
         guidance: float = 1.0,
+        spacegroup: torch.Tensor | None = None,
     ) -> NetworkOutput:
-        """Network prediction with classifier-free guidance for the dense network.
+        """Network prediction with classifier-free guidance.
 
         ``guidance`` w gives ``uncond + w (cond - uncond)``: w = 0 is the unconditional network,
-        w = 1 the conditional one. Ignored by the atom network (always conditional).
+        w = 1 the conditional one. The condition is the composition for the dense network and the
+        space group (``spacegroup`` (B,) int64, 0 = none) for an atom network built with
+        ``spacegroup_condition``; an atom network without it has nothing to guide (callers refuse
+        ``guidance`` != 1 there, see :attr:`guidable`).
         """
         if not self.unconditional:
-            return self.network(coords, lattice, t, composition)
+            if not self.spacegroup_conditioned:
+                return self.network(coords, lattice, t, composition)
+            b = coords.shape[0]
+            none = torch.zeros(b, dtype=torch.long, device=coords.device)
+            if spacegroup is None or guidance == 0.0:
+                return self.network(coords, lattice, t, composition, spacegroup=none)
+            spacegroup = spacegroup.to(coords.device).long()
+            if guidance == 1.0:
+                return self.network(coords, lattice, t, composition, spacegroup=spacegroup)
+            both = self.network(torch.cat([coords, coords]), torch.cat([lattice, lattice]), torch.cat([t, t]),
+                                torch.cat([composition, composition]), spacegroup=torch.cat([spacegroup, none]))
+            parts = [None if x is None else x.chunk(2) for x in both]
+            return NetworkOutput(*(None if p is None else p[1] + guidance * (p[0] - p[1]) for p in parts))
         if composition is None or guidance == 0.0:
             zeros = torch.zeros(coords.shape[0], *GRID_SHAPE, device=coords.device)
             return self.network(coords, lattice, t, zeros, occupancy=occupancy)

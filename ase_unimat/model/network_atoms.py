@@ -41,6 +41,7 @@ from ase_unimat.model.network_common import (
     slot_mask,
 )
 
+N_SPACEGROUPS = 230
 _IMAGES = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.float32)  # (27, 3)
 
 
@@ -128,6 +129,8 @@ class AtomNetwork(nn.Module):
         self.cell_emb = nn.Embedding(N_CELLS, w)
         self.slot_emb = nn.Embedding(config.n_slots, w) if config.slot_embedding else None
         self.time = TimeEmbedding(config.time_dim, w)
+        # space group 1-230, 0 = none: the condition classifier-free guidance drops
+        self.spacegroup_emb = nn.Embedding(N_SPACEGROUPS + 1, w) if config.spacegroup_condition else None
         self.lattice_in = nn.Sequential(nn.Linear(6 + 1, w), nn.SiLU(), nn.Linear(w, w))
         r = config.max_grid_offset
         self.grid_emb = nn.Embedding((2 * r + 1) ** 2, wp)
@@ -152,6 +155,7 @@ class AtomNetwork(nn.Module):
         composition: torch.Tensor | None,
         *,
         occupancy: torch.Tensor | None = None,
+        spacegroup: torch.Tensor | None = None,
     ) -> NetworkOutput:
         """Predict the diffusion targets.
 
@@ -167,6 +171,9 @@ class AtomNetwork(nn.Module):
             (B, 9, 18) atom counts; required by this network.
         occupancy
             Ignored (the atom network does not diffuse occupancy).
+        spacegroup
+            (B,) int64 space-group numbers 1-230, 0 = no condition; None = no condition for all.
+            Used only by a network built with ``spacegroup_condition``.
         """
         if composition is None:
             raise ValueError("the atom network needs the composition (it computes only on occupied slots)")
@@ -184,7 +191,12 @@ class AtomNetwork(nn.Module):
         if self.slot_emb is not None:
             h = h + self.slot_emb(slot)
         size = torch.log(natoms.float().clamp(min=1))[:, None]  # (B, 1)
-        h = h + (self.time(t) + self.lattice_in(torch.cat([lattice, size], dim=-1)))[crystal]
+        per_crystal = self.time(t) + self.lattice_in(torch.cat([lattice, size], dim=-1))  # (B, W)
+        if self.spacegroup_emb is not None:
+            if spacegroup is None:
+                spacegroup = torch.zeros(b, dtype=torch.long, device=coords.device)
+            per_crystal = per_crystal + self.spacegroup_emb(spacegroup.long().clamp(0, N_SPACEGROUPS))
+        h = h + per_crystal[crystal]
 
         diff = frac[pairs.dst] - frac[pairs.src]  # (P, 3): f_j - f_i
         pair = self._pair_features(diff, lattice, natoms, pairs.crystal)  # (P, F)

@@ -2,13 +2,16 @@
 
 Every sampler has one signature::
 
-    sample(model, composition, *, seeds, steps, guidance, device, start=None, strength=1.0) -> (coords, lattice)
+    sample(model, composition, *, seeds, steps, guidance, device, start=None, strength=1.0,
+           spacegroup=None) -> (coords, lattice)
 
 ``composition`` is ``(B, 9, 18)`` counts, or None for unconditional sampling (the dense network
 generates occupancy; the atom network first draws a composition from its empirical prior).
 Returned ``coords (B, L, 9, 18, 3)`` hold -1 in empty slots and wrapped fractional coordinates in
 occupied ones; ``lattice (B, 6)`` is ``(a, b, c, alpha, beta, gamma)`` in Angstrom and degrees,
-unrepaired (:func:`to_atoms` repairs it).
+unrepaired (:func:`to_atoms` repairs it). ``spacegroup`` (B,) space-group numbers (0 = none) is the
+condition of a model trained with one (``model.spacegroup_condition``); ``guidance`` w != 1 mixes
+``uncond + w (cond - uncond)`` and is refused by a model that has no condition to drop.
 
 Both samplers walk the same time grid ``t_k = k / steps`` from 1 down to 0:
 
@@ -182,10 +185,24 @@ def _levels(model, k: int, steps: int) -> tuple[torch.Tensor, float, float, floa
 def _predict(model, state: _State, t: torch.Tensor, guidance: float):
     b = state.coords.shape[0]
     tt = t.to(state.coords.device).expand(b)
-    return model.predict(state.coords, state.lattice, tt, state.composition, occupancy=state.occupancy, guidance=guidance)
+    extra = {} if state.spacegroup is None else {"spacegroup": state.spacegroup}
+    return model.predict(state.coords, state.lattice, tt, state.composition, occupancy=state.occupancy,
+                         guidance=guidance, **extra)
 
 
-def _check(model, composition, seeds, steps) -> None:
+def _check(model, composition, seeds, steps, guidance, spacegroup) -> None:
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+    if guidance != 1.0 and not getattr(model, "guidable", model.unconditional):
+        raise ValueError("this model has no condition to guide (an atom network without a space-group condition): "
+                         "guidance must be 1")
+    if spacegroup is not None:
+        if not getattr(model, "spacegroup_conditioned", False):
+            raise ValueError("this model takes no space-group condition")
+        if len(spacegroup) != len(seeds):
+            raise ValueError(f"{len(spacegroup)} space groups but {len(seeds)} seeds")
+        if any(not 0 <= int(g) <= 230 for g in spacegroup):
+            raise ValueError("space groups must be numbers 1-230 (0 = none)")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if composition is not None and len(composition) != len(seeds):
@@ -194,14 +211,16 @@ def _check(model, composition, seeds, steps) -> None:
         raise ValueError("no seeds: nothing to sample")
 
 
-def _start(model, composition, seeds, steps, device, start, strength) -> tuple[_State, int]:
+def _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup) -> tuple[_State, int]:
     """Check the arguments, put the model in eval mode, draw each sample's start; the first step."""
-    _check(model, composition, seeds, steps)
+    _check(model, composition, seeds, steps, guidance, spacegroup)
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
     first = steps if start is None else max(1, round(strength * steps))
     model.eval()
     state = _State(model, composition, seeds, torch.device(device), start=start, t_start=first / steps)
+    state.spacegroup = None if spacegroup is None else torch.as_tensor(
+        [int(g) for g in spacegroup], dtype=torch.long, device=state.coords.device)
     return state, first
 
 
@@ -216,9 +235,10 @@ def sample_ancestral(
     device: str | torch.device = "cpu",
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     strength: float = 1.0,
+    spacegroup: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reverse VE SDE on the torus with Langevin corrector; ancestral DDPM for lattice/occupancy."""
-    state, first = _start(model, composition, seeds, steps, device, start, strength)
+    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup)
     cfg = model.config.diffusion
     for k in range(first, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)
@@ -254,9 +274,10 @@ def sample_ddim(
     device: str | torch.device = "cpu",
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     strength: float = 1.0,
+    spacegroup: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic few-step sampler: probability-flow ODE (Euler in sigma) + DDIM (eta = 0)."""
-    state, first = _start(model, composition, seeds, steps, device, start, strength)
+    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup)
     fixed_occ_noise = state.occupancy_noise() if state.occupancy is not None else None
     for k in range(first, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)

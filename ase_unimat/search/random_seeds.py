@@ -16,12 +16,15 @@ How one seed is built (all randomness from the ``rng`` passed in):
    near-stabiliser fixes. ``minsep`` is pair-specific (``pair_minsep``), else ``minsep``, else
    ``0.7 (r_i + r_j)`` from covalent radii.
 4. **SLACK / OVERLAP** (AIRSS semantics, hard spheres): with ``slack > 0`` atoms are first placed with
-   spheres shrunk by ``slack`` and then pushed apart (soft-sphere steps toward the full ``minsep``;
-   P1 seeds only). A seed is accepted when every pair is at least ``(1 - overlap) * minsep`` apart,
-   so with the defaults (0, 0) MINSEP holds exactly.
+   spheres shrunk by ``slack`` and then pushed apart (soft-sphere steps toward the full ``minsep``).
+   A seed is accepted when every pair is at least ``(1 - overlap) * minsep`` apart, so with the
+   defaults (0, 0) MINSEP holds exactly. This holds for symmetric seeds too: pairwise pushes of a
+   symmetric structure are themselves symmetric, so the pushed seed keeps its operations.
 5. **Retries.** A failed placement restarts with a fresh cell, at most ``max_attempts`` times; then
    :class:`ImpossibleSeedError`. If hard spheres of diameter ``minsep`` cannot fit at all (packing
    fraction above 0.74 in the largest allowed volume), the error comes at once.
+6. **Size.** At most :data:`MAX_ATOMS` atoms per cell (placement and push work on all pairs of
+   atoms, N^2 per step); more is refused at once.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from ase_unimat.search.volume import PACKING, default_minsep, estimate_volume
 
 #: Densest packing of equal spheres (fcc/hcp), the bound of the upfront MINSEP check.
 MAX_PACKING_FRACTION = 0.7405
+#: Most atoms in one random seed: placing and pushing are quadratic in the atom count.
+MAX_ATOMS = 1000
 
 
 class ImpossibleSeedError(SeedSourceError):
@@ -70,6 +75,11 @@ class RandomSeedOptions:
     push_steps: int = 200
 
     def __post_init__(self) -> None:
+        numbers = [self.minsep if self.minsep is not None else 0.0, *self.pair_minsep.values(),
+                   *(self.volume_per_atom or ())]
+        if not all(math.isfinite(float(v)) for v in numbers):
+            raise SeedSourceError(f"MINSEP and volumes must be finite, got MINSEP {self.minsep}, "
+                                  f"pairs {dict(self.pair_minsep)}, volume per atom {self.volume_per_atom}")
         for name in ("slack", "overlap"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -143,6 +153,10 @@ def random_structure(
     counts = {s: int(n) for s, n in counts.items() if int(n) > 0}
     if not counts:
         raise SeedSourceError("empty composition")
+    if sum(counts.values()) > MAX_ATOMS:
+        raise SeedSourceError(
+            f"{_formula(counts)} has {sum(counts.values())} atoms; random seeds are built for at most {MAX_ATOMS}"
+        )
     symbols = list(counts)
     minsep = np.array([[options.minsep_of(a, b) for b in symbols] for a in symbols])  # (S, S)
     _check_packing(counts, minsep, options)
@@ -335,8 +349,16 @@ def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rn
                 break
             else:
                 return None
+    positions = frac @ cell
+    if options.slack > 0 or options.overlap > 0:  # as for P1: push apart, reject below the floor
+        accept = (1.0 - options.overlap) * minsep
+        positions = _push(positions, np.array(species), cell, shifts, minsep, accept, options.push_steps)
+        if positions is None:
+            return None
     symbols = list(counts)
-    return Atoms([symbols[s] for s in species], scaled_positions=frac, cell=cell, pbc=True)
+    atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
+    atoms.wrap()
+    return atoms
 
 
 # ----------------------------------------------------------------------------------- the source

@@ -77,10 +77,16 @@ def warmup_cosine(step: int, *, warmup_steps: int, max_steps: int, min_ratio: fl
 
 
 def default_dataset(path: str, *, in_memory: bool) -> Dataset:
-    """``ase_unimat.training.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded)."""
+    """``ase_unimat.training.dataset.UniMatDataset`` over ``path`` without its own augmentation (the trainer's is seeded).
+
+    Carries the ``spacegroup`` property where the file has it (the condition of a
+    ``spacegroup_condition`` network; a network without one ignores it).
+    """
     from ase_unimat.training.dataset import UniMatDataset
 
-    return UniMatDataset(path, in_memory=in_memory)
+    with h5py.File(path, "r") as h5:
+        properties = ("spacegroup",) if "spacegroup" in h5.get("properties", {}) else ()
+    return UniMatDataset(path, in_memory=in_memory, properties=properties)
 
 
 # -- noise seeds -------------------------------------------------------------------------------------

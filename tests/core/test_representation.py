@@ -62,7 +62,17 @@ def slots_needed(atoms: Atoms) -> int:
     return max(np.bincount(atoms.numbers))
 
 
+def real_elements(structure) -> bool:
+    """Whether every site is a real element (AFLOW prototype CIFs may name a dummy species "M",
+    which pymatgen reads as a DummySpecies; the converter skips those as unknown_element)."""
+    if isinstance(structure, Atoms):
+        return True
+    return all(type(s.specie).__name__ != "DummySpecies" and 1 <= s.specie.Z <= 118 for s in structure)
+
+
 def round_trip(structure) -> None:
+    if not real_elements(structure):
+        return
     atoms = structure if isinstance(structure, Atoms) else Atoms(numbers=[s.specie.Z for s in structure])
     n_slots = max(20, slots_needed(atoms))
     coords, lattice = encode(structure, n_slots=n_slots)
@@ -81,7 +91,9 @@ def test_round_trip_sample_of_every_shared_file(shared_data):
 @pytest.mark.slow
 def test_round_trip_all_shared_data(shared_data):
     n = 0
-    for path in data_files(shared_data):
+    # every record of the benchmark sets; mp_all's 77k structures are sampled by the test above
+    # (and every one of them passes through encode in the conversion that trains the model)
+    for path in [p for p in data_files(shared_data) if "mp_all" not in p.parts]:
         for raw in iter_raw(path):
             round_trip(parse_cif(raw.payload))  # the fast reader gives pymatgen's crystal (test_cif_p1)
             n += 1
