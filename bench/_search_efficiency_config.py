@@ -10,13 +10,15 @@ BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13
 
 ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
 PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
-SOURCE_ORDER = ("unimat", "unimat-template", "random", "template", "mixed")  # every source, in table order
+SOURCE_ORDER = ("unimat", "unimat-template", "random", "random-sym", "template", "mixed")  # every source, in table order
 MODEL_SOURCES = ("unimat", "unimat-template")  # load the UniMat model (probed when built, to fail early)
 TEMPLATE_SOURCES = ("template", "unimat-template")  # need the template index over the training set
 RATIOS = (
     ("unimat", "random"),
+    ("unimat", "random-sym"),
     ("unimat", "template"),
     ("unimat-template", "random"),
+    ("unimat-template", "random-sym"),
     ("unimat-template", "template"),
     ("template", "random"),
     ("mixed", "random"),
@@ -33,7 +35,7 @@ class BenchConfig:
 
     per_bin: int = 4
     n_seeds: int = 10
-    sources: tuple[str, ...] = ("unimat", "unimat-template", "random", "template", "mixed")
+    sources: tuple[str, ...] = ("unimat", "unimat-template", "random", "random-sym", "template", "mixed")
     selection_seed: int = 2024
     run_seed: int = 0
     workers: int = 2

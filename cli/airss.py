@@ -68,7 +68,7 @@ def main() -> None:
     default="unimat-template",
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
-    "prototype templates), random, template, mixed:F (F unimat, rest random) or weights like "
+    "prototype templates), random, random-sym (random with AIRSS SYMMOPS 2-4), template, mixed:F (F unimat, rest random) or weights like "
     "unimat:0.5,template:0.3,random:0.2.",
 )
 @option(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase import Atoms
@@ -364,6 +364,10 @@ def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rn
 # ----------------------------------------------------------------------------------- the source
 
 
+#: The symmetry-operation range of the ``random-sym`` source (AIRSS practice: ``#SYMMOPS=2-4``).
+RANDOM_SYM_SYMMOPS = (2, 4)
+
+
 @dataclass
 class RandomSeedSource:
     """:class:`~ase_unimat.search.seeds.SeedSource` of random AIRSS-like seeds.
@@ -378,14 +382,25 @@ class RandomSeedSource:
 
     options: RandomSeedOptions = field(default_factory=RandomSeedOptions)
     name: str = "random"
+    p1_fallback: bool = False
     _groups: SpaceGroupLibrary = field(default_factory=SpaceGroupLibrary, init=False, repr=False)
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
-        """Seed ``k`` is built from ``seed_rng(run_seed, name, k)`` alone."""
+        """Seed ``k`` is built from ``seed_rng(run_seed, name, k)`` alone.
 
+        With ``p1_fallback``, a composition that no space group of the ``symmops`` range can hold
+        (no orbits of those sizes add up to its counts) gets P1 seeds instead of an error, marked
+        ``info["symmetry_fallback"] = True`` (what an AIRSS user does by hand: drop ``#SYMMOPS``).
+        """
+        options = self.options
+        if self.p1_fallback and options.symmops not in (None, (1, 1)):
+            if not self._groups.candidates(list(counts.values()), options.symmops):
+                options = replace(options, symmops=None)
         seeds = []
         for k in indices:
             rng = seed_rng(run_seed, self.name, k)
-            atoms = random_structure(counts, options=self.options, rng=rng, groups=self._groups)
+            atoms = random_structure(counts, options=options, rng=rng, groups=self._groups)
+            if options is not self.options:
+                atoms.info["symmetry_fallback"] = True
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed))
         return seeds

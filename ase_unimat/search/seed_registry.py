@@ -6,11 +6,12 @@ contract imports no source and every source imports the contract: no cycle.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from ase_unimat.search.buildcell import read_cell
-from ase_unimat.search.random_seeds import RandomSeedSource
+from ase_unimat.search.random_seeds import RANDOM_SYM_SYMMOPS, RandomSeedOptions, RandomSeedSource
 from ase_unimat.search.seeds import MixedSeedSource, SeedSource, SeedSourceError, parse_seed_spec
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.unimat_seeds import UniMatSeedSource
@@ -30,7 +31,8 @@ def make_seed_sources(
     Parameters
     ----------
     spec
-        ``"unimat"``, ``"random"``, ``"template"``, ``"mixed:0.7"`` or ``"unimat:0.5,template:0.3,random:0.2"``.
+        ``"unimat"``, ``"random"``, ``"random-sym"`` (random with AIRSS ``#SYMMOPS=2-4``), ``"template"``,
+        ``"mixed:0.7"`` or ``"unimat:0.5,template:0.3,random:0.2"``.
     model
         UniMat model object or path for the ``unimat`` source (``None``: the bundled default).
     template_reference
@@ -61,6 +63,11 @@ def make_seed_sources(
             sources[name] = UniMatSeedSource(model=model, name=name, **options)
         elif name == "template":
             sources[name] = TemplateSeedSource(reference=template_reference, **dict(template_options or {}))
+        elif name == "random-sym":  # AIRSS random search with symmetry: SYMMOPS 2-4 unless the cell file says
+            options = cell_spec.options if cell_spec is not None else RandomSeedOptions()
+            if options.symmops in (None, (1, 1)):
+                options = dataclasses.replace(options, symmops=RANDOM_SYM_SYMMOPS)
+            sources[name] = RandomSeedSource(options=options, name=name, p1_fallback=True)
         else:  # random / cell
             if name == "cell" and cell_spec is None:
                 raise SeedSourceError("seed source 'cell' needs an AIRSS seed file (--cell)")

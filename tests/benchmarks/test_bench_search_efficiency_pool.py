@@ -107,3 +107,17 @@ def test_cli_writes_json_and_markdown_and_reports_mistakes_in_one_line(sp, tmp_p
     assert "| unimat-template | 7-12 | 1/p vs random | 1 | 0 |" in (tmp_path / "p.md").read_text()
     bad = CliRunner().invoke(sp.main, [str(tmp_path / "missing.json")])
     assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_issue13_checks_compare_unimat_with_random_sym_and_template_seeds(sp):
+    rows = [row("x", "7-12", random=stats(0, 100), random_sym=stats(2, 90), unimat=stats(4, 40),
+                template=stats(2, 40), unimat_template=stats(8, 40)),
+            row("s", "1-6", random=stats(5, 10), unimat=stats(3, 10))]  # fmt: skip
+    plain = {(c["bin"], c["criterion"]): c for c in sp.issue13_targets(rows, "unimat")}
+    assert plain[("7-12", "1/p vs random")]["value"] == pytest.approx((11 / 4.5) / (11 / 0.5))
+    assert plain[("7-12", "1/p vs random")]["met"] and plain[("7-12", "steps/seed vs random")]["met"]
+    assert plain[("7-12", "1/p vs random-sym")]["value"] == pytest.approx(2.5 / 4.5)
+    assert not plain[("1-6", "1/p vs random")]["met"]  # 3 hits against random's 5
+    templ = {(c["bin"], c["criterion"]): c for c in sp.issue13_targets(rows, "unimat-template")}
+    assert templ[("7-12", "1/p vs template")]["value"] == pytest.approx(2.5 / 8.5)
+    assert templ[("7-12", "1/p")]["value"] == pytest.approx(11 / 8.5) and templ[("7-12", "1/p")]["met"]
