@@ -23,3 +23,14 @@ def spacegroup_number(atoms, *, symprec: float = SYMPREC) -> int:
     cell = (atoms.cell[:], atoms.get_scaled_positions(wrap=True), atoms.numbers)
     dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
     return 1 if dataset is None else int(dataset.number)
+
+
+def lattice_crystal_system(atoms, *, symprec: float = SYMPREC) -> str:
+    """The crystal system of the cell alone (its point lattice's holohedry, spglib at ``symprec``).
+
+    A trigonal group on a hexagonal lattice (P3, P-3m1, ...) reads as hexagonal here.
+    """
+    import spglib
+
+    dataset = spglib.get_symmetry_dataset((atoms.cell[:], [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
+    return "triclinic" if dataset is None else crystal_system(int(dataset.number))

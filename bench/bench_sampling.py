@@ -1,7 +1,8 @@
 """Sampling throughput (structures/s) of the default sampler before and after issue 14, <= 20-atom cells (JSON).
 
 Run:  nice -n 5 python -m bench sampling [--quick]
-      (models: the shipped models/unimat-mp20 plus UNIMAT_SAMPLING_MODELS=a.pt,b.pt; from Python
+      (models: the shipped models/unimat-mp20 plus UNIMAT_SAMPLING_MODELS=a.pt,b.pt; torch threads:
+      UNIMAT_SAMPLING_THREADS=1,2 (the default); from Python
       ``run(quick=False, out_dir=..., models=["unimat-mp20", "/tmp/gen_model/model.pt"])``)
 
 128 mp_20/val compositions (2-20 atoms, cycled) are sampled in one batch, as ``generate()`` batches
@@ -64,13 +65,15 @@ def time_sampling(model, compositions, *, sampler: str, steps: int, batch_size: 
             "structures_per_cpu_s": round(n / cpu_seconds, 1)}  # fmt: skip
 
 
-def run(*, quick: bool, out_dir: Path, models=None, val: str = VAL, device: str = "cpu", batch_size: int = 256) -> dict:
+def run(*, quick: bool, out_dir: Path, models=None, threads=None, val: str = VAL, device: str = "cpu",
+        batch_size: int = 256) -> dict:  # fmt: skip
     """Throughput of the default sampler before / after on the shipped (and given) models, 1 and 2 threads."""
     import torch
 
     from ase_unimat.generate import load_model
 
     models = models or ["unimat-mp20", *filter(None, os.environ.get("UNIMAT_SAMPLING_MODELS", "").split(","))]
+    threads = threads or [int(t) for t in os.environ.get("UNIMAT_SAMPLING_THREADS", "1,2").split(",")]
     dev = torch.device(device)
     compositions = val_compositions(val, 64 if quick else 128)
     natoms = compositions.sum(dim=(1, 2))
@@ -78,22 +81,22 @@ def run(*, quick: bool, out_dir: Path, models=None, val: str = VAL, device: str 
     for name in models:
         net = load_model(name, device=device)
         default_corrector = net.config.diffusion.corrector_steps
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
             time_sampling(net, compositions[:8], sampler="ddim", steps=2, batch_size=batch_size, device=dev)
             for setting in (BEFORE, after_setting()):
                 net.config.diffusion.corrector_steps = setting["corrector_steps"]
                 case = time_sampling(net, compositions, sampler=setting["sampler"], steps=setting["steps"],
                                      batch_size=batch_size, device=dev)  # fmt: skip
                 results.append({"model": str(name), "parameters": sum(p.numel() for p in net.parameters()),
-                                "threads": threads, "setting": setting["label"], **case,
+                                "threads": n_threads, "setting": setting["label"], **case,
                                 "load_average": os.getloadavg()})  # fmt: skip
                 print(results[-1], flush=True)
         net.config.diffusion.corrector_steps = default_corrector
     return {
         "benchmark": "sampling + decoding to Atoms, compositions of mp_20/val, all in one batch",
         "command": "nice -n 5 python -m bench sampling" + (" --quick" if quick else "")
-        + "  (UNIMAT_SAMPLING_MODELS=<exported unimat-mp-wide model.pt>)",
+        + f"  (UNIMAT_SAMPLING_MODELS={','.join(map(str, models[1:]))} UNIMAT_SAMPLING_THREADS={','.join(map(str, threads))})",
         "device": str(dev),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
