@@ -80,7 +80,7 @@ class DiffusionConfig:
     lattice_weight: float = 1.0
     occupancy_weight: float = 1.0  # dense network only
     cond_drop_prob: float = 0.1  # classifier-free guidance: P(condition dropped) in training
-    default_steps: int = 50
+    default_steps: int = 50  # the search's UniMat seeds; generate() defaults to generate.DEFAULT_STEPS
     default_guidance: float = 1.0
     corrector_steps: int = 1  # Langevin corrector steps per ancestral step (torus part)
     corrector_step: float = 0.4  # Langevin step size as a fraction of sigma^2

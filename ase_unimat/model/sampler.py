@@ -224,7 +224,7 @@ def _start(model, composition, seeds, steps, device, start, strength, guidance, 
     return state, first
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_ancestral(
     model,
     composition: torch.Tensor | None,
@@ -263,7 +263,7 @@ def sample_ancestral(
     return state.result()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_ddim(
     model,
     composition: torch.Tensor | None,

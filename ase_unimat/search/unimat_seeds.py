@@ -134,7 +134,7 @@ class UniMatSeedSource:
         try:
             return generate(
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
-                guidance=self.guidance, steps=self.steps, sampler=self.sampler, device=self.device,
+                guidance=self.guidance, steps=self.steps or self.network().config.diffusion.default_steps, sampler=self.sampler, device=self.device,
                 batch_size=self.batch_size, start=begin, strength=strength,
             )  # fmt: skip
         except FormulaError as err:

@@ -67,7 +67,6 @@ def test_checkpoint_file_uses_ema_weights(model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("formula", "kwargs", "message"),
     [
-        ("", {}, "empty formula"),
         ("Xx2O", {}, "unknown element"),
         ("PuO2", {}, "never appeared"),
         ("Mg9O9", {}, "more than L = 8"),

@@ -23,6 +23,12 @@ from ase_unimat.core.representation import encode
 from ase_unimat.model.bundled import MODEL_FILE, resolve_model_path
 from ase_unimat.model.config import from_dict
 
+DEFAULT_SAMPLER = "ancestral"
+#: Steps of ``generate()`` when none are given (the model config's ``default_steps`` is what the
+#: search's UniMat seeds use). Chosen by CSP match and validity on mp_20/val at equal quality to the
+#: former 50 (bench/results/sampler_speed_quality.json) and 2.5x faster (bench/results/sampling.json).
+DEFAULT_STEPS = 20
+
 
 def resolve_device(device: str | None = "auto"):
     """``"auto"``: CUDA when available, else CPU; otherwise the named torch device."""
@@ -57,6 +63,7 @@ def load_model(model=None, *, device: str = "auto"):
     net = build_model(from_dict(config))
     net.load_state_dict(weights)
     net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
+    net.model_path = path
     return net.to(dev).eval()
 
 
@@ -98,97 +105,148 @@ def _counts(formula: str | Mapping[str, int], formula_units: int) -> dict[str, i
 
 
 def generate(
-    formula: str | Mapping[str, int],
+    formula: str | Mapping[str, int] | None = None,
     n: int = 10,
     *,
+    elements: str | Sequence[str] | None = None,
+    charge_balanced: bool = False,
+    spacegroup: int | str | None = "default",
     formula_units: int = 1,
     model=None,
     guidance: float | None = None,
     steps: int | None = None,
-    sampler: str = "ancestral",
+    sampler: str = DEFAULT_SAMPLER,
     seed: int = 0,
     seeds: Sequence[int] | None = None,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int = 256,
     start: Sequence[Atoms] | None = None,
     strength: float = 1.0,
     progress: bool = False,
+    composition_prior=None,
+    spacegroup_prior=None,
 ) -> list[Atoms]:
-    """Sample ``n`` crystal structures of one composition.
+    """Sample ``n`` crystal structures of one composition, or de novo (no formula).
 
     Parameters
     ----------
     formula
-        ``"Mg2SiO4"`` or ``{"Mg": 2, "Si": 1, "O": 4}``.
+        ``"Mg2SiO4"`` or ``{"Mg": 2, "Si": 1, "O": 4}``; None (or ``""``) samples de novo: each
+        sample's composition is drawn from the training distribution
+        (:mod:`ase_unimat.generation.compositions`).
     n
         Number of structures (ignored when ``seeds`` is given).
+    elements
+        De novo only: every sample holds exactly these elements (``"Li,Fe,P,O"``), in a
+        stoichiometry drawn from the training cells with that many elements.
+    charge_balanced
+        De novo only: keep only SMACT charge-balanced compositions (CDVAE's composition validity).
+    spacegroup
+        Space-group models only: a number 1-230, ``"auto"`` (drawn per sample from the training
+        data of the same stoichiometry, :mod:`ase_unimat.generation.spacegroups`), or None (no
+        condition). ``"default"``: ``"auto"`` for a space-group model
+        (:data:`ase_unimat.generation.plan.DEFAULT_SPACEGROUP`), None otherwise.
     formula_units
-        Formula units per cell.
+        Formula units per cell (with a formula).
     model
         Model path, name or object (see :func:`load_model`); None for the bundled default.
     guidance
-        Classifier-free guidance weight (dense network; default from the model's config).
+        Classifier-free guidance weight w >= 0 (default from the model's config): the prediction is
+        ``uncond + w (cond - uncond)``. The condition is the space group (an atom network trained
+        with one; then every sample needs a space group) or the composition (dense network); a
+        model with nothing to guide refuses w != 1.
     steps
-        Sampler steps (default from the model's config).
+        Sampler steps (default :data:`DEFAULT_STEPS`; with the ancestral sampler's corrector that is
+        two network calls a step).
     sampler
-        ``"ancestral"`` (default: reverse SDE with a Langevin corrector; 41 % CSP matches at 8
-        samples and 95 % valid vs 34 % and 82 % for ddim, bench/results/sampler_quality.json) or
-        ``"ddim"`` (deterministic, few steps, about twice as fast).
+        ``"ancestral"`` (reverse SDE with a Langevin corrector) or ``"ddim"`` (deterministic, one
+        network call a step); see :mod:`ase_unimat.model.sampler` for their measured quality and speed.
     seed, seeds
-        Sample ``i`` uses ``seeds[i]`` if given, else ``seed + i``.
+        Sample ``i`` uses ``seeds[i]`` if given, else ``seed + i``; its composition and space
+        group draws come from the same seed.
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
     batch_size
-        Structures sampled together.
+        Structures sampled together (of any compositions).
     start, strength
         Optional starting structures, one per sample (same composition as ``formula``): each is
         noised to time ``strength`` in (0, 1] and denoised by the model from there (SDEdit); small
         ``strength`` keeps the start's arrangement; ``strength = 1`` forgets almost all of it.
     progress
         Show a progress bar over the structures (``unimat-sample`` does unless ``--quiet``).
+    composition_prior, spacegroup_prior
+        Prebuilt :class:`~ase_unimat.generation.compositions.CompositionPrior` /
+        :class:`~ase_unimat.generation.spacegroups.SpacegroupPrior` (else built from the model's data).
 
     Returns
     -------
     list of ase.Atoms
-        ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``
-        (and ``strength`` when started from ``start``).
+        ``info`` holds ``model``, ``seed``, ``sampler``, ``steps``, ``guidance``, ``source="unimat"``,
+        ``composition_source`` (``"formula"``, ``"prior"`` or ``"elements"``, with the draw's
+        details), ``spacegroup`` and ``spacegroup_source`` when conditioned on one (and
+        ``strength`` when started from ``start``).
     """
     import torch  # torch takes seconds to import
 
+    from ase_unimat.generation.compositions import parse_elements
+    from ase_unimat.generation.plan import plan_samples
     from ase_unimat.model.sampler import get_sampler, to_atoms  # torch takes seconds to import
 
     sample = get_sampler(sampler)
     if seeds is None:
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         seeds = [int(seed) + i for i in range(int(n))]
     seeds = [int(s) for s in seeds]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    counts = _counts(formula, formula_units)
+    de_novo = formula is None or (isinstance(formula, str) and not formula.strip())
+    if not de_novo and elements is not None:
+        raise FormulaError("give a formula or elements, not both")
+    if de_novo and (start is not None or formula_units != 1):
+        raise FormulaError("start= and formula_units need a formula")
+    counts = None if de_novo else _counts(formula, formula_units)
+    symbols = None if elements is None else parse_elements(elements)
     net = load_model(model, device=device)
-    grid = composition_for(net, counts)
+    if counts is not None:
+        composition_for(net, counts)
     cfg = net.config.diffusion
-    steps = cfg.default_steps if steps is None else int(steps)
+    steps = DEFAULT_STEPS if steps is None else int(steps)
     guidance = cfg.default_guidance if guidance is None else float(guidance)
+    plans = plan_samples(net, seeds, counts=counts, elements=symbols, charge_balanced=charge_balanced,
+                         spacegroup=spacegroup, composition_prior=composition_prior,
+                         spacegroup_prior=spacegroup_prior)  # fmt: skip
+    if guidance != 1.0 and not net.guidable:
+        raise ValueError("this model has no condition to guide (an atom network without a space-group condition): "
+                         "guidance must be 1")
+    if guidance != 1.0 and net.spacegroup_conditioned and any(p.spacegroup == 0 for p in plans):
+        raise ValueError("guidance != 1 acts on the space group: give spacegroup= a number or 'auto'")
+    grids = {}
+    for plan in plans:
+        key = tuple(sorted(plan.counts.items()))
+        if key not in grids:
+            grids[key] = composition_for(net, plan.counts)
     dev = next(net.parameters()).device
     name = getattr(net, "model_name", net.config.name)
-    composition = torch.as_tensor(grid, dtype=torch.float32)
+    compositions = torch.as_tensor(np.stack([grids[tuple(sorted(p.counts.items()))] for p in plans]),
+                                   dtype=torch.float32)  # fmt: skip
     starts = None if start is None else _encode_starts(start, counts, len(seeds), net.n_slots)
     extra = {} if start is None else {"strength": float(strength)}
     structures: list[Atoms] = []
-    bar = tqdm(total=len(seeds), unit="structure", desc=f"sampling {format_formula(counts)}", disable=not progress)
+    bar = tqdm(total=len(seeds), unit="structure", desc=f"sampling {format_formula(counts) if counts else 'de novo'}", disable=not progress)
     for first in range(0, len(seeds), batch_size):
         chunk = seeds[first : first + batch_size]
+        chunk_plans = plans[first : first + batch_size]
         begin = None if starts is None else tuple(torch.as_tensor(x[first : first + batch_size]) for x in starts)
+        condition = [p.spacegroup for p in chunk_plans] if net.spacegroup_conditioned else None
         coords, lattice = sample(
-            net, composition.expand(len(chunk), -1, -1).to(dev), seeds=chunk, steps=steps, guidance=guidance,
-            device=dev, start=begin, strength=strength,
+            net, compositions[first : first + batch_size].to(dev), seeds=chunk, steps=steps, guidance=guidance,
+            device=dev, start=begin, strength=strength, spacegroup=condition,
         )  # fmt: skip
         info = [
             {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat",
-             **extra}
-            for s in chunk
+             **p.info, **extra}
+            for s, p in zip(chunk, chunk_plans, strict=True)
         ]  # fmt: skip
         structures.extend(to_atoms(coords, lattice, info=info))
         bar.update(len(chunk))
@@ -237,7 +295,7 @@ class UniMatStartGenerator:
         model=None,
         guidance: float | None = None,
         steps: int | None = None,
-        sampler: str = "ancestral",
+        sampler: str = DEFAULT_SAMPLER,
         seed: int = 0,
         device: str = "auto",
         batch_size: int = 16,
