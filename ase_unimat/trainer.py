@@ -248,7 +248,11 @@ def default_dataset(path: str, *, in_memory: bool) -> Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class Processes:
-    """Where this process sits: rank, world size, local rank (from torchrun's environment), device."""
+    """Where this process sits: rank, world size, local rank (from torchrun's environment), device.
+
+    ``distributed``: a process group is up (several processes, or one launched by torchrun), so the
+    model is wrapped in DDP and the collectives run, one process too.
+    """
 
     rank: int
     world_size: int
@@ -256,19 +260,22 @@ class Processes:
     local_world_size: int
     device: torch.device
     started_group: bool
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.distributed:
             torch.distributed.barrier()
 
 
 def start_processes(device: str = "auto") -> Processes:
-    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group if > 1.
+    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group.
 
+    The group is joined for a world size > 1 and for any process that torchrun launched (its
+    ``TORCHELASTIC_RUN_ID``), so ``torchrun --nproc_per_node 1`` runs the DDP path that 8 GPUs run.
     The backend is NCCL on CUDA and gloo on CPU; ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
     if device not in ("auto", "cpu", "cuda"):
@@ -284,11 +291,13 @@ def start_processes(device: str = "auto") -> Processes:
     if use_cuda:
         torch.cuda.set_device(torch_device)
     started = False
-    if world_size > 1 and not torch.distributed.is_initialized():
+    launched = world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    if launched and not torch.distributed.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
         started = True
-    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started, distributed)
 
 
 class _LossForward(nn.Module):
@@ -435,7 +444,7 @@ class _Run:
             ),
         )
         loss_module: nn.Module = _LossForward(self.model)
-        if procs.world_size > 1:
+        if procs.distributed:
             with warnings.catch_warnings():
                 # torch 2.13 deprecates broadcast_buffers for forward_sync_buffers, but the latter still
                 # broadcasts buffers at init, which gloo cannot do for bool buffers (seen_elements).
@@ -496,12 +505,12 @@ class _Run:
     # -- checkpoints
 
     def _checkpoint_state(self) -> dict:
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             _or_reduce_flags(self.model)
             _or_reduce_flags(self.ema.module)
         rng = capture_rng_state()
         rng_per_rank = [rng]
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             rng_per_rank = [None] * self.procs.world_size
             torch.distributed.all_gather_object(rng_per_rank, rng)
         return {
@@ -535,9 +544,7 @@ class _Run:
     def load(self, path: Path) -> None:
         """Continue from checkpoint ``path``: weights, EMA, optimiser, scheduler, RNGs, data position."""
         state = load_checkpoint(path, map_location="cpu")
-        saved = {k: v for k, v in state["config"].items() if k != "train"}
-        current = {k: v for k, v in config_to_dict(self.config).items() if k != "train"}
-        if saved != current:
+        if model_sections(state["config"]) != model_sections(config_to_dict(self.config)):
             raise ValueError(f"{path} was trained with a different model config; use another out dir or no resume")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -574,7 +581,7 @@ class _Run:
         """Average per-step values over steps and ranks."""
         keys = sorted(sums)
         values = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             values = values.to(self.device)
             torch.distributed.all_reduce(values)
             values = values.cpu()
@@ -595,7 +602,7 @@ class _Run:
                 loss, _ = self.ema.module.loss(batch, generator=generator)
             n = len(batch["natoms"]) if "natoms" in batch else len(batch["coords"])
             total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             total = total.to(self.device)
             torch.distributed.all_reduce(total)
             total = total.cpu()
@@ -691,6 +698,22 @@ class _Run:
             val_loss=self.last_val,
             wall_time=self._wall(),
         )
+
+
+def model_sections(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every section of a stored config but ``train``, fields that an older file lacks at their defaults.
+
+    Two configs build the same model exactly when these agree; a checkpoint written before a field
+    was added (e.g. ``model.spacegroup_condition``) still matches a config that leaves it at its default.
+    A dict that is not a ``UniMatConfig`` is compared as it is.
+    """
+    from ase_unimat.config import ConfigError, from_dict, to_dict
+
+    try:
+        config = to_dict(from_dict(dict(config)))
+    except ConfigError:
+        config = dict(config)
+    return {key: value for key, value in config.items() if key != "train"}
 
 
 def dataset_compositions(dataset: Dataset) -> torch.Tensor:

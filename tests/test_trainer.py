@@ -30,6 +30,7 @@ from ase_unimat.trainer import (
     TrainOptions,
     dataset_compositions,
     epoch_permutation,
+    model_sections,
     step_seed,
     train,
     warmup_cosine,
@@ -264,6 +265,49 @@ def test_resume_refuses_a_different_model_config(data, tmp_path):
     other.model.width = 8
     with pytest.raises(ValueError, match="different model config"):
         run_tiny(other, tmp_path)
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_config_field_existed(data, tmp_path):
+    from ase_unimat.checkpoint import atomic_save
+
+    config = tiny_config(data, total_steps=4)
+    run_tiny(config, tmp_path, stop_at=2)
+    state = final_state(tmp_path)
+    del state["config"]["model"]["spacegroup_condition"], state["config"]["diffusion"]["time_power"]  # older file
+    atomic_save(state, tmp_path / LAST_NAME)
+    assert run_tiny(config, tmp_path).step == 4
+    state = final_state(tmp_path)
+    state["config"]["model"]["spacegroup_condition"] = True  # a field at another value than the config's
+    atomic_save(state, tmp_path / LAST_NAME)
+    with pytest.raises(ValueError, match="different model config"):
+        run_tiny(tiny_config(data, total_steps=6), tmp_path)
+
+
+def test_model_sections_fill_missing_fields_and_drop_train():
+    full = to_dict(UniMatConfig())
+    older = json.loads(json.dumps(full))
+    del older["model"]["spacegroup_condition"]
+    older["train"]["lr"] = 1.0
+    assert model_sections(older) == model_sections(full) and "train" not in model_sections(full)
+
+
+def test_one_process_under_torchrun_joins_a_process_group(monkeypatch):
+    from ase_unimat.trainer import start_processes
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "test"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    procs = start_processes("cpu")
+    try:
+        assert procs.started_group and procs.distributed and procs.world_size == 1
+        assert torch.distributed.get_backend() == "gloo"
+    finally:
+        torch.distributed.destroy_process_group()
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    assert not start_processes("cpu").distributed  # a plain single process stays out of any group
 
 
 def test_data_with_other_slot_count_is_refused(data, tmp_path):
