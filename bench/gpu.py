@@ -168,10 +168,23 @@ def log_records(out_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
 
 
+def attempt(labels: dict[str, Any], measure: Callable[[], dict]) -> dict:
+    """``measure()``, or ``labels`` with the error where it fails (e.g. out of memory at the largest batch)."""
+    try:
+        return measure()
+    except Exception as error:  # noqa: BLE001 - one failed case must not lose the section's other rows
+        return {**labels, "error": f"{type(error).__name__}: {error}"}
+
+
 def reset_peak_memory(device: str) -> None:
+    """Free what earlier cases left cached and restart the peak-memory counter (CUDA only)."""
+    import gc
+
     import torch
 
+    gc.collect()
     if device == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 
@@ -367,13 +380,19 @@ def torchrun(plan: Plan, work: Path) -> dict:
 def train_throughput(case: TrainCase, plan: Plan, work: Path) -> list[dict]:
     """Trainer steps/s of ``case`` at each of its batch sizes (median over the timed log windows)."""
     from ase_unimat.config import load_config
-    from ase_unimat.trainer import train
 
     base_batch = load_config(REPO / case.config).train.batch_size
     batches = (plan.fixed_batch,) if plan.fixed_batch else tuple(base_batch * f for f in case.batch_factors)
-    rows = []
-    for batch in batches:
-        out = work / f"train-{case.name.replace(' ', '-')}-b{batch}"
+    return [attempt({"case": case.name, "batch": batch}, lambda b=batch: _train_case(case, b, plan, work))
+            for batch in batches]  # fmt: skip
+
+
+def _train_case(case: TrainCase, batch: int, plan: Plan, work: Path) -> dict:
+    """One training run of ``case`` at ``batch``, timed from its log (its folder is removed after)."""
+    from ase_unimat.trainer import train
+
+    out = work / f"train-{case.name.replace(' ', '-')}-b{batch}"
+    try:
         config = training_config(
             case.config, plan=plan, shrink=plan.dry_run, bf16=case.bf16, compile=case.compile, batch_size=batch,
             total_steps=plan.train_steps, log_every=plan.log_every, checkpoint_every=plan.train_steps, val_every=0,
@@ -385,16 +404,16 @@ def train_throughput(case: TrainCase, plan: Plan, work: Path) -> list[dict]:
         records = [record for record in log_records(out) if "samples_per_s" in record]
         timed = records[1:] or records
         samples_per_s = statistics.median(record["samples_per_s"] for record in timed)
-        rows.append({
-            "case": case.name, "config": case.config, "network": config.model.network,
-            "bf16": case.bf16 and plan.device == "cuda", "compile": case.compile and plan.device == "cuda",
-            "batch": batch, "steps": plan.train_steps, "steps_timed": plan.log_every * len(timed),
-            "steps_per_s": round(samples_per_s / batch, 3), "samples_per_s": round(samples_per_s, 1),
-            "first_window_s": round(records[0]["wall_time"], 2), "wall_s": round(wall, 2),
-            "peak_memory_gib": peak_memory_gib(plan.device), "final_loss": records[-1]["loss"],
-        })  # fmt: skip
+    finally:
         shutil.rmtree(out, ignore_errors=True)
-    return rows
+    return {
+        "case": case.name, "config": case.config, "network": config.model.network,
+        "bf16": case.bf16 and plan.device == "cuda", "compile": case.compile and plan.device == "cuda",
+        "batch": batch, "steps": plan.train_steps, "steps_timed": plan.log_every * len(timed),
+        "steps_per_s": round(samples_per_s / batch, 3), "samples_per_s": round(samples_per_s, 1),
+        "first_window_s": round(records[0]["wall_time"], 2), "wall_s": round(wall, 2),
+        "peak_memory_gib": peak_memory_gib(plan.device), "final_loss": records[-1]["loss"],
+    }  # fmt: skip
 
 
 def time_sampling(model, batch: int, sampler: str, steps: int, plan: Plan, *, bf16: bool = False,
@@ -410,7 +429,7 @@ def time_sampling(model, batch: int, sampler: str, steps: int, plan: Plan, *, bf
     sync(plan.device)
     seconds = time.perf_counter() - started
     row = {"sampler": sampler, "steps": steps, "batch": batch, "bf16_autocast": bf16, "seconds": round(seconds, 3),
-           "structures_per_s": round(batch / seconds, 1)}  # fmt: skip
+           "structures_per_s": round(batch / seconds, 1), "peak_memory_gib": peak_memory_gib(plan.device)}  # fmt: skip
     if decode:
         started = time.perf_counter()
         structures = to_atoms(coords.float(), lattice.float())
@@ -448,23 +467,27 @@ def sampling(plan: Plan) -> dict:
     model = load_model(SHIPPED / "model.pt", device=plan.device)
     time_sampling(model, min(plan.sample_batches), "ddim", 2, plan)  # warm-up
     largest = max(plan.sample_batches)
-    cases = [
-        time_sampling(model, batch, sampler, steps, plan, decode=batch == largest)
-        for sampler, steps in plan.sample_cases
-        for batch in plan.sample_batches
-    ]
+    runs = [(name, steps, batch, False) for name, steps in plan.sample_cases for batch in plan.sample_batches]
+    runs.append((*plan.sample_cases[0], largest, True))  # the default sampler under bf16 autocast
+    cases = []
+    for name, steps, batch, bf16 in runs:
+        labels = {"sampler": name, "steps": steps, "batch": batch, "bf16_autocast": bf16}
+        reset_peak_memory(plan.device)
+        cases.append(attempt(labels, lambda n=name, k=steps, b=batch, h=bf16: time_sampling(
+            model, b, n, k, plan, bf16=h, decode=b == largest and not h)))  # fmt: skip
     sampler, steps = plan.sample_cases[0]
-    cases.append(time_sampling(model, largest, sampler, steps, plan, bf16=True))
-    best_default = max(row["structures_per_s"] for row in cases if row["sampler"] == sampler and not row["bf16_autocast"])
+    default = [row for row in cases if row["sampler"] == sampler and not row["bf16_autocast"] and "error" not in row]
+    best_default = max((row["structures_per_s"] for row in default), default=None)
     return {
         "model": str(SHIPPED.relative_to(REPO)),
         "compositions": "models/unimat-mp20/reference.h5, cycled (2-20 atoms)",
         "cases": cases,
-        "network_only": [network_only(model, batch, plan) for batch in plan.sample_batches],
+        "network_only": [attempt({"batch": batch}, lambda b=batch: network_only(model, b, plan))
+                         for batch in plan.sample_batches],  # fmt: skip
         "default_sampler": f"{sampler}, {steps} steps",
         "best_default_structures_per_s": best_default,
         "target_structures_per_s": SAMPLING_TARGET,
-        "meets_target": None if plan.dry_run else best_default >= SAMPLING_TARGET,
+        "meets_target": None if plan.dry_run or best_default is None else best_default >= SAMPLING_TARGET,
     }
 
 
@@ -525,8 +548,11 @@ def run(*, quick: bool, out_dir: Path, dry_run: bool = False) -> dict:
             if plan.device == "cuda":
                 torch.cuda.empty_cache()
     torch.set_num_threads(threads_before)
+    try:
+        (out_dir / f"{stem}.md").write_text(summary(result), encoding="utf-8")
+    except Exception as error:  # noqa: BLE001 - the JSON must still be written
+        result["errors"]["summary"] = f"{type(error).__name__}: {error}"
     partial.unlink(missing_ok=True)
-    (out_dir / f"{stem}.md").write_text(summary(result), encoding="utf-8")
     return result
 
 
@@ -536,42 +562,51 @@ def _json_ready(value: Any) -> Any:
     return json_safe(value)
 
 
+def _number(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def summary(result: dict) -> str:
-    """A markdown summary of a :func:`run` result."""
+    """A markdown summary of a :func:`run` result (failed rows show their error)."""
     sections = result["sections"]
     lines = [f"# `{result['command']}`", "", f"_{result['note']}_", ""]
     env = sections.get("environment", {})
     lines += [f"torch {env.get('torch')}, GPU {env.get('gpu', 'none')}, NCCL {env.get('nccl_version', 'n/a')}", ""]
-    if "training" in sections or "training_compiled" in sections:
-        lines += ["## Training (trainer steps/s)", "", "| case | network | batch | bf16 | compile | steps/s | samples/s | peak GiB |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for row in sections.get("training", []) + sections.get("training_compiled", []):
+    rows = sections.get("training", []) + sections.get("training_compiled", [])
+    if rows:
+        lines += ["## Training (trainer steps/s)", "",
+                  "| case | network | batch | bf16 | compile | steps/s | samples/s | peak GiB |", "|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            if "error" in row:
+                lines.append(f"| {row['case']} | | {row['batch']} | | | failed: {row['error'][:120]} | | |")
+                continue
             lines.append(f"| {row['case']} | {row['network']} | {row['batch']} | {row['bf16']} | {row['compile']} | "
-                         f"{row['steps_per_s']} | {row['samples_per_s']} | {row['peak_memory_gib']} |")  # fmt: skip
+                         f"{row['steps_per_s']} | {row['samples_per_s']} | {row['peak_memory_gib']} |")
         lines.append("")
     if "continued_training" in sections:
         c = sections["continued_training"]
         lines += ["## Continued training from the shipped state", "",
                   f"step {c['start_step']} -> {c['final_step']} (checkpoint at {c['checkpoint_step_after_first_call']}, "
-                  f"resumed), batch {c['batch']}, bf16 {c['bf16']}: loss {c['loss_second_call']:.4f}, val loss "
-                  f"{c['val_loss']:.4f}; export read with weights_only=True, equals the last EMA: "
-                  f"{c['export_equals_last_ema']}, samples decoded: {c['export_samples_decoded']}", ""]  # fmt: skip
+                  f"resumed), batch {c['batch']}, bf16 {c['bf16']}: loss {_number(c['loss_second_call'])}, val loss "
+                  f"{_number(c['val_loss'])}; export read with weights_only=True, equals the last EMA: "
+                  f"{c['export_equals_last_ema']}, samples decoded: {c['export_samples_decoded']}", ""]
     if "torchrun" in sections:
         t = sections["torchrun"]
         lines += ["## torchrun, 1 process", "", f"`{t['command']}`", "",
                   f"exit {t['returncode']} in {t['seconds']} s, backend {t['backend_expected']}, "
-                  f"NCCL line: {t['nccl_version_line']}, steps logged {t['steps_logged']}", ""]  # fmt: skip
+                  f"NCCL line: {t['nccl_version_line']}, steps logged {t['steps_logged']}", ""]
     if "sampling" in sections:
         s = sections["sampling"]
-        lines += ["## Sampling (shipped model)", "", "| sampler | steps | batch | bf16 autocast | structures/s | with decoding |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["## Sampling (shipped model)", "",
+                  "| sampler | steps | batch | bf16 autocast | structures/s | with decoding | peak GiB |", "|---|---|---|---|---|---|---|"]
         for row in s["cases"]:
-            lines.append(f"| {row['sampler']} | {row['steps']} | {row['batch']} | {row['bf16_autocast']} | "
-                         f"{row['structures_per_s']} | {row.get('structures_per_s_with_decode', '')} |")  # fmt: skip
+            speed = row.get("structures_per_s", f"failed: {row.get('error', '')[:120]}")
+            lines.append(f"| {row['sampler']} | {row['steps']} | {row['batch']} | {row['bf16_autocast']} | {speed} | "
+                         f"{row.get('structures_per_s_with_decode', '')} | {row.get('peak_memory_gib', '')} |")
+        network = ", ".join(f"batch {n['batch']}: {n.get('structures_per_s_at_100_calls', 'failed')}/s" for n in s["network_only"])
         lines += ["", f"Default sampler ({s['default_sampler']}): best {s['best_default_structures_per_s']} structures/s; "
                   f"target {s['target_structures_per_s']}: met = {s['meets_target']}. The network calls alone, at the "
-                  "default sampler's 100 calls per structure: "
-                  + ", ".join(f"batch {n['batch']}: {n['structures_per_s_at_100_calls']}/s" for n in s["network_only"]), ""]
+                  f"default sampler's 100 calls per structure: {network}", ""]
     for name, error in result["errors"].items():
         lines.append(f"- **{name} failed**: {error}")
     for skipped in result["skipped"]:

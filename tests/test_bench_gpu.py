@@ -62,6 +62,7 @@ def test_training_and_sampling_rows(dry_run):
     assert {row["case"] for row in rows} == {
         "unimat-mp20", "unimat-mp20 fp32", "unimat-mp-wide", "gpu-dense eager", "gpu-dense compiled",
     }  # fmt: skip
+    assert not [row for row in rows + sections["sampling"]["cases"] if "error" in row]
     assert {row["network"] for row in rows} == {"atoms", "dense"}
     assert all(row["steps_per_s"] > 0 and not row["bf16"] and not row["compile"] for row in rows)  # CPU: neither
     sampling = sections["sampling"]
@@ -81,3 +82,17 @@ def test_the_gpu_run_refuses_a_machine_without_cuda(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BenchmarkError, match="needs a CUDA GPU; on a CPU run it with --dry-run"):
         run(quick=False, out_dir=tmp_path)
+
+
+def test_summary_shows_failed_rows_and_missing_values(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.gpu import summary
+
+    result = {
+        "command": "python -m bench gpu", "note": "one GPU", "errors": {"torchrun": "RuntimeError: exit 1"},
+        "skipped": ["training_compiled: time budget"],
+        "sections": {"training": [{"case": "unimat-mp20", "batch": 256, "error": "OutOfMemoryError: CUDA"}]},
+    }  # fmt: skip
+    text = summary(result)
+    assert "| unimat-mp20 | | 256 | | | failed: OutOfMemoryError: CUDA" in text
+    assert "**torchrun failed**: RuntimeError: exit 1" in text and "skipped training_compiled" in text
