@@ -54,6 +54,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+# torch and ase_unimat are imported inside the functions: `python -m bench --list` imports this module.
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "unimat-mp20"
 DATA = SHIPPED / "reference.h5"
@@ -232,11 +233,12 @@ def environment(plan: Plan) -> dict:
     }
     if plan.device == "cuda":
         props = torch.cuda.get_device_properties(0)
+        nccl = torch.cuda.nccl.version()  # a tuple (2, 27, 3) in recent torch
         info.update(
             gpu=torch.cuda.get_device_name(0), capability=".".join(map(str, torch.cuda.get_device_capability(0))),
             gpu_memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count,
             cuda_runtime=torch.version.cuda, bf16_supported=torch.cuda.is_bf16_supported(),
-            nccl_version=".".join(map(str, torch.cuda.nccl.version())),
+            nccl_version=".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl),
         )  # fmt: skip
     return info
 
