@@ -12,6 +12,13 @@ comes from a generator seeded by ``(seed, s, r)``, and the checkpoint holds the 
 scheduler, EMA and every global RNG state of every rank. A CPU run stopped after ``k`` steps and
 resumed ends with bit-identical weights to an uninterrupted one.
 
+Warm start (``train.init_from``, ``unimat-train --init-from``): a fresh run starts model and EMA
+from the EMA weights of an exported ``model.pt`` (or a checkpoint) of the same ``[model]``
+architecture, with a fresh optimiser and LR schedule; the file and its step are logged (a step-0
+record of ``log.jsonl``) and kept in every checkpoint (``init_from``). A run that resumes its own
+checkpoint does not apply it again. So a long run can continue across sessions from a committed
+``model.pt`` alone (the optimiser moments start over).
+
 Output folder: ``checkpoint_last.pt``, ``checkpoint_<step>.pt`` (every ``keep_every`` steps),
 ``log.jsonl`` (one JSON object per log/validation event), ``model.pt``.
 """
@@ -96,6 +103,7 @@ class TrainOptions:
     compile: bool = False
     find_unused_parameters: bool = False
     device: str = "auto"
+    init_from: str | None = None
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainOptions:
@@ -111,6 +119,7 @@ class TrainOptions:
         paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         values["train_data"] = tuple(str(path) for path in paths if str(path))
         values["val_data"] = str(values.get("val_data") or "") or None
+        values["init_from"] = str(values.get("init_from") or "") or None
         if "betas" in values:
             values["betas"] = tuple(float(b) for b in values["betas"])
         options = cls(**values)
@@ -430,8 +439,9 @@ class _Run:
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         self.model = build_model(config)
         _check_slots(self.model, train_set)
-        if hasattr(self.model, "set_composition_prior"):  # the empirical prior for unconditional sampling
-            self.model.set_composition_prior(dataset_compositions(train_set))
+        self.compositions = dataset_compositions(train_set) if hasattr(self.model, "set_composition_prior") else None
+        if self.compositions is not None:  # the empirical prior for unconditional sampling
+            self.model.set_composition_prior(self.compositions)
         self.model.to(self.device)
         self.ema = EMA(self.model, decay=options.ema_decay)
         self.optimizer = torch.optim.AdamW(
@@ -463,6 +473,7 @@ class _Run:
         self.step = self.epoch = self.position = 0
         self.wall_offset = 0.0
         self.last_val: float | None = None
+        self.init_record: dict | None = None  # {"path", "step"} of the warm start, kept across resumes
 
     # -- data
 
@@ -527,6 +538,7 @@ class _Run:
             "epoch_position": self.position,
             "world_size": self.procs.world_size,
             "wall_time": self._wall(),
+            "init_from": self.init_record,
         }
 
     def save(self) -> Path:
@@ -556,6 +568,32 @@ class _Run:
         if self.position % self.sampler.global_batch:  # another world size or batch: restart the epoch
             self.position = 0
         self.wall_offset = float(state.get("wall_time", 0.0))
+        self.init_record = state.get("init_from")
+
+    def init_weights(self, path: Path) -> None:
+        """Start model and EMA from the (EMA) weights of an exported ``model.pt`` or checkpoint at ``path``.
+
+        The optimiser and LR schedule stay fresh (step 0). The composition prior is this run's
+        training data; the seen elements are the file's and this data's. ``ValueError`` (one line)
+        when the file's ``[model]`` section differs from this config's.
+        """
+        state = load_checkpoint(path, map_location="cpu")
+        weights = state.get("ema", state.get("model"))
+        if "config" not in state or weights is None:
+            raise ValueError(f"{path} holds no config and weights to start from")
+        theirs = model_sections(state["config"]).get("model", {})
+        ours = model_sections(config_to_dict(self.config)).get("model", {})
+        differ = [f"{key} {theirs.get(key)!r} != {ours.get(key)!r}" for key in sorted(set(theirs) | set(ours))
+                  if theirs.get(key) != ours.get(key)]  # fmt: skip
+        if differ:
+            raise ValueError(f"--init-from {path}: another architecture than the config's [model] ({', '.join(differ)})")
+        self.model.load_state_dict(weights)
+        if self.compositions is not None:
+            self.model.set_composition_prior(self.compositions)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.init_record = {"path": str(path), "step": int(state.get("step", 0))}
+        self.log({"step": 0, "init_from": self.init_record["path"], "init_step": self.init_record["step"],
+                  "wall_time": self._wall()})  # fmt: skip
 
     # -- logging
 
@@ -620,8 +658,11 @@ class _Run:
         if previous is not None:
             self.load(previous)
             self._trim_log()
-        elif self.procs.is_main:
-            (self.out_dir / LOG_NAME).unlink(missing_ok=True)
+        else:
+            if self.procs.is_main:
+                (self.out_dir / LOG_NAME).unlink(missing_ok=True)
+            if self.options.init_from:  # a fresh run only: a resumed one has its own weights
+                self.init_weights(Path(self.options.init_from))
         options = self.options
         end = options.total_steps if stop_at is None else min(stop_at, options.total_steps)
         generator = torch.Generator(device=self.device)
