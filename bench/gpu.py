@@ -15,8 +15,9 @@ limit still reports what it measured):
    bf16 and EMA, validation on a few batches; the exported ``model.pt`` is read back with
    ``torch.load(weights_only=True)``, loaded strictly into a fresh model, compared with the EMA of
    the last checkpoint and sampled from.
-4. ``torchrun``: ``torchrun --standalone --nproc_per_node 1 -m cli.train CONFIG ...`` for a few
-   steps: NCCL on a GPU (its version line is looked for in the output), gloo on CPU; the trainer
+4. ``torchrun``: ``torchrun --standalone --nproc_per_node 1 -m cli.train models/unimat-mp20/config.toml
+   --init-from models/unimat-mp20/model.pt ...`` for a few steps (a warm start from the shipped
+   export): NCCL on a GPU (its version line is looked for in the output), gloo on CPU; the trainer
    joins the process group under torchrun even with one process, so this is the DDP code path.
 5. ``training``: trainer steps/s (``ase_unimat.trainer.train``: data loading, forward, backward,
    clipping, AdamW, EMA) of the shipped configuration (``models/unimat-mp20``), of
@@ -117,7 +118,7 @@ GPU_PLAN = Plan(
 )  # fmt: skip
 DRY_PLAN = Plan(
     dry_run=True, device="cpu", train_steps=4, log_every=2, fixed_batch=2, continue_steps=4, continue_batch=2,
-    torchrun_steps=2, torchrun_config="models/configs/test.toml", torchrun_batch=2, loss_batch=4,
+    torchrun_steps=2, torchrun_config="models/unimat-mp20/config.toml", torchrun_batch=2, loss_batch=4,
     sample_batches=(4,), sample_cases=(("ancestral", 2), ("ddim", 2)), network_calls=2, time_budget_s=120.0,
     threads=1,
 )  # fmt: skip
@@ -354,7 +355,8 @@ def torchrun(plan: Plan, work: Path) -> dict:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
         "-m", trainer_module(), plan.torchrun_config, "--out", str(out), "--no-resume", "--no-progress",
-        "--max-steps", str(steps), *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")],
+        "--max-steps", str(steps), "--init-from", str(SHIPPED / "model.pt"),
+        *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")],
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "NCCL_DEBUG": "VERSION", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # fmt: skip
@@ -371,6 +373,7 @@ def torchrun(plan: Plan, work: Path) -> dict:
         "backend_expected": "nccl" if plan.device == "cuda" else "gloo",
         "nccl_version_line": next((line.strip() for line in output.splitlines() if "NCCL version" in line), None),
         "steps_logged": [record["step"] for record in records if "loss" in record],
+        "init_from_logged": next((record["init_from"] for record in records if "init_from" in record), None),
         "model_exported": (out / "model.pt").is_file(),
         "output_tail": output.strip().splitlines()[-5:],
     }

@@ -53,6 +53,7 @@ def test_torchrun_trains_under_the_launcher_with_gloo(dry_run):
     t = dry_run[0]["result"]["sections"]["torchrun"]
     assert t["returncode"] == 0 and t["backend_expected"] == "gloo"
     assert t["steps_logged"] == [1, 2] and t["model_exported"]
+    assert t["init_from_logged"].endswith("models/unimat-mp20/model.pt")  # warm start from the shipped export
     assert t["command"].startswith("torchrun --standalone --nproc_per_node 1 -m cli.train")
 
 
