@@ -21,7 +21,7 @@ def val_compositions(path: str, count: int):
     """(count, 9, 18) compositions of the validation file, cycled."""
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=True)
     grids = [dataset[i]["composition"] for i in range(len(dataset))]
@@ -32,7 +32,7 @@ def time_sampling(model, compositions, *, sampler: str, steps: int, batch_size: 
     """Structures per second of sampling + decoding ``compositions`` in batches."""
     import torch
 
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     sample = get_sampler(sampler)
     start = time.perf_counter()
@@ -54,13 +54,13 @@ def run(*, quick: bool, out_dir: Path, model: str | None = None, config: str = "
     """Sampling throughput (structures/s) against steps for <= 20-atom cells, both samplers."""
     import torch
 
-    from ase_unimat.config import named_config
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.config import named_config
+    from ase_unimat.model.diffusion import build_model
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
     if model:
-        from ase_unimat.generate import load_model
+        from ase_unimat.generation import load_model
 
         net = load_model(model, device=device)
     else:

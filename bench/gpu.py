@@ -15,11 +15,11 @@ limit still reports what it measured):
    bf16 and EMA, validation on a few batches; the exported ``model.pt`` is read back with
    ``torch.load(weights_only=True)``, loaded strictly into a fresh model, compared with the EMA of
    the last checkpoint and sampled from.
-4. ``torchrun``: ``torchrun --standalone --nproc_per_node 1 -m cli.train models/unimat-mp20/config.toml
+4. ``torchrun``: ``torchrun --standalone --nproc_per_node 1 -m ase_unimat.cli.train models/unimat-mp20/config.toml
    --init-from models/unimat-mp20/model.pt ...`` for a few steps (a warm start from the shipped
    export): NCCL on a GPU (its version line is looked for in the output), gloo on CPU; the trainer
    joins the process group under torchrun even with one process, so this is the DDP code path.
-5. ``training``: trainer steps/s (``ase_unimat.trainer.train``: data loading, forward, backward,
+5. ``training``: trainer steps/s (``ase_unimat.training.trainer.train``: data loading, forward, backward,
    clipping, AdamW, EMA) of the shipped configuration (``models/unimat-mp20``), of
    ``models/unimat-mp-wide`` (space-group condition) and of the dense paper network at its GPU
    config (``models/configs/gpu.toml``, eager), at the config's batch and a 4x batch, bf16 (and the
@@ -154,7 +154,7 @@ def shrunk(model: dict[str, Any]) -> dict[str, Any]:
 
 def training_config(path: str | Path, *, plan: Plan, shrink: bool, **train: Any):
     """The TOML config at ``path`` with ``[train]`` pointed at the shipped data and set from ``train``."""
-    from ase_unimat.config import from_dict, load_config, to_dict
+    from ase_unimat.model.config import from_dict, load_config, to_dict
 
     data = to_dict(load_config(REPO / path))
     if shrink:
@@ -200,10 +200,11 @@ def reference_batch(size: int, device: Any) -> dict:
     """The first ``size`` structures of the shipped reference data as a training batch on ``device``."""
     import torch
 
-    from ase_unimat.trainer import _collate, _to_device, default_dataset
+    from ase_unimat.training.data_order import collate
+    from ase_unimat.training.trainer import _to_device, default_dataset
 
     dataset = default_dataset(str(DATA), in_memory=False)
-    return _to_device(_collate([dataset[i] for i in range(size)]), torch.device(device))
+    return _to_device(collate([dataset[i] for i in range(size)]), torch.device(device))
 
 
 def compositions(count: int):
@@ -248,7 +249,7 @@ def bf16_loss(plan: Plan) -> dict:
     """One batch through the shipped model in fp32 and in bf16 autocast, the same diffusion noise."""
     import torch
 
-    from ase_unimat.generate import load_model
+    from ase_unimat.generation import load_model
 
     model = load_model(SHIPPED / "model.pt", device=plan.device).train()
     batch = reference_batch(plan.loss_batch, plan.device)
@@ -274,11 +275,11 @@ def continued_training(plan: Plan, work: Path) -> dict:
     """Train the shipped trainer state on (stop + resume), export, and read the export back."""
     import torch
 
-    from ase_unimat.checkpoint import LAST_NAME, load_checkpoint
-    from ase_unimat.config import from_dict
-    from ase_unimat.diffusion import build_model
-    from ase_unimat.sampler import sample_ddim, to_atoms
-    from ase_unimat.trainer import train
+    from ase_unimat.model.checkpoint import LAST_NAME, load_checkpoint
+    from ase_unimat.model.config import from_dict
+    from ase_unimat.model.diffusion import build_model
+    from ase_unimat.model.sampler import sample_ddim, to_atoms
+    from ase_unimat.training.trainer import train
 
     out = work / "continued"
     out.mkdir(parents=True)
@@ -335,9 +336,7 @@ def continued_training(plan: Plan, work: Path) -> dict:
     }
 
 
-def trainer_module() -> str:
-    """``cli.train`` in a source checkout (run from the repository root), else the installed command."""
-    return "cli.train" if (REPO / "cli" / "train.py").is_file() else "ase_unimat.cli.train"
+TRAINER_MODULE = "ase_unimat.cli.train"  # cli/ installs as ase_unimat.cli (pyproject): the package must be installed
 
 
 def torchrun(plan: Plan, work: Path) -> dict:
@@ -354,14 +353,16 @@ def torchrun(plan: Plan, work: Path) -> dict:
         settings["train.num_workers"] = "0"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-        "-m", trainer_module(), plan.torchrun_config, "--out", str(out), "--no-resume", "--no-progress",
+        "-m", TRAINER_MODULE, str(REPO / plan.torchrun_config), "--out", str(out), "--no-resume", "--quiet",
         "--max-steps", str(steps), "--init-from", str(SHIPPED / "model.pt"),
         *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")],
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    # run from the work folder: from the repository root, its ase_unimat/ (without cli/) would shadow the installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p),
            "NCCL_DEBUG": "VERSION", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # fmt: skip
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300 if not plan.dry_run else 120)
+    work.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300 if not plan.dry_run else 120)
     seconds = time.perf_counter() - started
     output = done.stdout + done.stderr
     records = log_records(out) if (out / "log.jsonl").is_file() else []
@@ -384,7 +385,7 @@ def torchrun(plan: Plan, work: Path) -> dict:
 
 def train_throughput(case: TrainCase, plan: Plan, work: Path) -> list[dict]:
     """Trainer steps/s of ``case`` at each of its batch sizes (median over the timed log windows)."""
-    from ase_unimat.config import load_config
+    from ase_unimat.model.config import load_config
 
     base_batch = load_config(REPO / case.config).train.batch_size
     batches = (plan.fixed_batch,) if plan.fixed_batch else tuple(base_batch * f for f in case.batch_factors)
@@ -394,7 +395,7 @@ def train_throughput(case: TrainCase, plan: Plan, work: Path) -> list[dict]:
 
 def _train_case(case: TrainCase, batch: int, plan: Plan, work: Path) -> dict:
     """One training run of ``case`` at ``batch``, timed from its log (its folder is removed after)."""
-    from ase_unimat.trainer import train
+    from ase_unimat.training.trainer import train
 
     out = work / f"train-{case.name.replace(' ', '-')}-b{batch}"
     try:
@@ -424,7 +425,7 @@ def _train_case(case: TrainCase, batch: int, plan: Plan, work: Path) -> dict:
 def time_sampling(model, batch: int, sampler: str, steps: int, plan: Plan, *, bf16: bool = False,
                   decode: bool = False) -> dict:  # fmt: skip
     """Structures/s of one sampler call over ``batch`` compositions (and of decoding them to Atoms)."""
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     chunk = compositions(batch).to(plan.device)
     sync(plan.device)
@@ -467,7 +468,7 @@ def network_only(model, batch: int, plan: Plan) -> dict:
 
 def sampling(plan: Plan) -> dict:
     """Structures/s of the shipped model: both samplers at large batches, network alone, bf16 autocast."""
-    from ase_unimat.generate import load_model
+    from ase_unimat.generation import load_model
 
     model = load_model(SHIPPED / "model.pt", device=plan.device)
     time_sampling(model, min(plan.sample_batches), "ddim", 2, plan)  # warm-up

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from ase_unimat.cli.options import CONTEXT, FormulaUnits, out_option, quiet_option
 
 FORMATS = ("auto", "extxyz", "cif", "res")
 
@@ -33,8 +34,9 @@ def output_format(out: Path, fmt: str) -> str:
 
 def write_structures(structures, out: Path, fmt: str) -> list[Path]:
     """Write Atoms as one extxyz/CIF file, or one AIRSS ``.res`` file per structure in folder ``out``."""
+    # imported when the command runs: --help stays instant
     from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.io import write
+    from ase.io import write  # imported when the command runs: --help stays instant
 
     if fmt in ("extxyz", "cif"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -54,13 +56,13 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
     return paths
 
 
-@click.command(epilog=EXAMPLES)
+@click.command(epilog=EXAMPLES, context_settings=CONTEXT)
 @click.option("--model", "model", type=click.Path(path_type=Path), default=None,
               help="Checkpoint (.pt), model folder, or model name in models/ [default: the bundled model].")
 @click.option("--formula", required=True, type=str, help="Chemical formula, e.g. Mg2SiO4 or Ca(OH)2.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="Number of structures.")
-@click.option("--formula-units", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Formula units per cell.")
+@click.option("--formula-units", type=FormulaUnits(), default="1", show_default=True,
+              help="Formula units per cell: N or a range LOW-HIGH (drawn per structure from its seed).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Structure i uses seed SEED + i (reproducible one by one).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps [default: the model's].")
@@ -71,25 +73,37 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
 @click.option("--device", type=str, default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Structures sampled together.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+@out_option(required=True, type=click.Path(path_type=Path),
               help="Output: FILE.extxyz, FILE.cif, or a folder for one AIRSS .res file per structure.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="Output format (auto: from the --out suffix).")
-def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt) -> None:
+@quiet_option(help="No progress bar.")
+def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt, quiet) -> None:
     """Sample N crystal structures of FORMULA with a UniMat model."""
     fmt = output_format(out, fmt)
-    from ase_unimat.generate import generate
+    from ase_unimat.generation import generate  # imported when the command runs: --help stays instant
 
+    # Structure i has seed SEED + i; with a range, its formula units are drawn from that seed too.
+    from ase_unimat.search.search import formula_units_of  # imported when the command runs: --help stays instant
+
+    by_units: dict[int, list[int]] = {}
+    for i in range(n):
+        by_units.setdefault(formula_units_of(i, formula_units, run_seed=seed), []).append(i)
+    structures = [None] * n
     try:
-        structures = generate(
-            formula, n, formula_units=formula_units, model=model, guidance=guidance, steps=steps, sampler=sampler,
-            seed=seed, device=device, batch_size=batch_size,
-        )
+        for units, indices in by_units.items():
+            made = generate(
+                formula, formula_units=units, model=model, guidance=guidance, steps=steps, sampler=sampler,
+                seeds=[seed + i for i in indices], device=device, batch_size=batch_size, progress=not quiet,
+            )  # fmt: skip
+            for i, atoms in zip(indices, made, strict=True):
+                structures[i] = atoms
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     paths = write_structures(structures, out, fmt)
     where = out if fmt != "res" else f"{out}/ ({len(paths)} .res files)"
-    click.echo(f"wrote {len(structures)} structures of {formula} x{formula_units} to {where}")
+    units = formula_units[0] if formula_units[0] == formula_units[1] else "-".join(map(str, formula_units))
+    click.echo(f"wrote {len(structures)} structures of {formula} x{units} to {where}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ase_unimat.cli.options import CONTEXT, out_option, quiet_option
 
 EXAMPLES = """
 \b
@@ -70,9 +71,9 @@ def toml_text(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command(epilog=EXAMPLES)
+@click.command(epilog=EXAMPLES, context_settings=CONTEXT)
 @click.argument("config_name", metavar="CONFIG", type=str)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@out_option(type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for checkpoints, log.jsonl and model.pt [default: train.out_dir of the config].")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the newest checkpoint in the output folder, if there is one.")
@@ -86,17 +87,22 @@ def toml_text(data: dict) -> str:
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start model and EMA from this exported model.pt (or checkpoint) of the same [model] architecture, "
                    "with a fresh optimiser and LR schedule (sets train.init_from; not re-applied when the run resumes).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar (rank 0).")
+@quiet_option(help="No progress bar (rank 0 shows one otherwise).")
 def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None, assignments: tuple[str, ...],
-         keep_every: int, init_from: Path | None, progress: bool) -> None:  # fmt: skip
+         keep_every: int, init_from: Path | None, quiet: bool) -> None:  # fmt: skip
     """Train a UniMat model described by CONFIG (a TOML file, or test / cpu / gpu from models/configs).
 
     Checkpoints are written atomically every train.checkpoint_every steps and the run resumes
     exactly from the last one; the EMA weights end up in OUT/model.pt. Under torchrun every
     process runs this same command (DDP; NCCL on GPUs, gloo on CPUs).
     """
-    from ase_unimat.checkpoint import CheckpointError
-    from ase_unimat.config import ConfigError, from_dict, named_config, to_dict
+    from ase_unimat.model.checkpoint import CheckpointError  # torch takes seconds to import
+    from ase_unimat.model.config import (  # imported when the command runs: --help stays instant
+        ConfigError,
+        from_dict,
+        named_config,
+        to_dict,
+    )
 
     try:
         data = to_dict(named_config(config_name))
@@ -113,10 +119,10 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(toml_text(to_dict(config)), encoding="utf-8")
 
-    from ase_unimat.trainer import train
+    from ase_unimat.training.trainer import train  # torch takes seconds to import
 
     try:
-        result = train(config, out_dir=out, resume=resume, progress=progress, overrides={"keep_every": keep_every})
+        result = train(config, out_dir=out, resume=resume, progress=not quiet, overrides={"keep_every": keep_every})
     except (ValueError, CheckpointError, FileNotFoundError, OSError) as error:
         raise click.ClickException(str(error)) from None
     if main_process:

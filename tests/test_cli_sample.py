@@ -9,8 +9,8 @@ from ase_unimat.cli.sample import main
 from click.testing import CliRunner
 from model_fixtures import small_batch, tiny_config
 
-from ase_unimat.config import to_dict
-from ase_unimat.diffusion import build_model
+from ase_unimat.model.config import to_dict
+from ase_unimat.model.diffusion import build_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of ase_unimat.generate: load_model, generate() and the ASE-GA start generator."""
+"""Tests of ase_unimat.generation: load_model, generate() and the ASE-GA start generator."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from ase import Atoms
 from model_fixtures import small_batch, tiny_config
 
 import ase_unimat
-from ase_unimat.config import to_dict
-from ase_unimat.diffusion import build_model
-from ase_unimat.formula import FormulaError
-from ase_unimat.generate import UniMatStartGenerator, generate, load_model
+from ase_unimat.core.formula import FormulaError
+from ase_unimat.generation import UniMatStartGenerator, generate, load_model
+from ase_unimat.model.config import to_dict
+from ase_unimat.model.diffusion import build_model
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_clear_errors(model_dir, formula, kwargs, message):
 def test_missing_models(monkeypatch, tmp_path):
     import sys
 
-    monkeypatch.setattr(sys.modules["ase_unimat.generate"], "models_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(sys.modules["ase_unimat.model.bundled"], "models_dirs", lambda: [tmp_path])
     with pytest.raises(FileNotFoundError, match="no default model.*pass model="):
         generate("NaCl", n=1)
     with pytest.raises(FileNotFoundError, match="not found"):

@@ -10,10 +10,10 @@ from ase_unimat.search.random_seeds import (
     ImpossibleSeedError,
     RandomSeedOptions,
     RandomSeedSource,
-    SpaceGroupLibrary,
     random_structure,
 )
 from ase_unimat.search.seeds import NoSeedsForFormula, SeedSourceError
+from ase_unimat.search.spacegroups import SpaceGroupLibrary
 from ase_unimat.search.volume import estimate_volume
 
 COUNTS = {"Mg": 2, "Si": 1, "O": 4}
