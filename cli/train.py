@@ -19,6 +19,7 @@ Examples:
   unimat-train cpu --max-steps 2000 --set train.lr=5e-4 --set model.width=96
   unimat-train cpu --out runs/cpu                  # rerun after a crash or kill: resumes
   unimat-train cpu --out runs/cpu --keep-every 1000  # also keep checkpoint_00001000.pt, ... (every 1000)
+  unimat-train cpu --out runs/cpu2 --init-from runs/cpu/model.pt  # warm start: weights on, fresh optimiser and LR
   torchrun --nproc_per_node 8 -m ase_unimat.cli.train models/configs/gpu.toml --out runs/gpu
 """
 
@@ -83,9 +84,12 @@ def toml_text(data: dict) -> str:
 @click.option("--keep-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also keep checkpoint_<step>.pt every N steps (0: only checkpoint_last.pt), e.g. to pick the "
                    "weights of the best validation loss from log.jsonl afterwards.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start model and EMA from this exported model.pt (or checkpoint) of the same [model] architecture, "
+                   "with a fresh optimiser and LR schedule (sets train.init_from; not re-applied when the run resumes).")
 @quiet_option(help="No progress bar (rank 0 shows one otherwise).")
 def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None, assignments: tuple[str, ...],
-         keep_every: int, quiet: bool) -> None:  # fmt: skip
+         keep_every: int, init_from: Path | None, quiet: bool) -> None:  # fmt: skip
     """Train a UniMat model described by CONFIG (a TOML file, or test / cpu / gpu from models/configs).
 
     Checkpoints are written atomically every train.checkpoint_every steps and the run resumes
@@ -104,6 +108,8 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
         data = to_dict(named_config(config_name))
         if max_steps is not None:
             data["train"]["total_steps"] = max_steps
+        if init_from is not None:
+            data["train"]["init_from"] = str(init_from)
         config = from_dict(apply_overrides(data, assignments))
     except ConfigError as error:
         raise click.ClickException(str(error)) from None

@@ -111,6 +111,9 @@ class TrainConfig:
     bf16: bool = False  # autocast on CUDA
     compile: bool = False  # torch.compile on CUDA
     device: str = "auto"
+    # warm start: an exported model.pt (or a trainer checkpoint) whose EMA weights start both the model
+    # and the EMA, with a fresh optimiser and LR schedule; ignored when the run resumes its own checkpoint
+    init_from: str = ""
 
 
 @dataclass

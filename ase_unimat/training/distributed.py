@@ -1,7 +1,8 @@
 """Processes and devices: where a training process sits under ``torchrun`` (DDP), and the helpers DDP needs.
 
 ``start_processes`` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and joins
-the process group (NCCL on CUDA, gloo on CPU); one process without torchrun is a world of one.
+the process group (NCCL on CUDA, gloo on CPU); one process without torchrun is a world of one
+outside any group, one process under torchrun joins a group of one (the DDP path of many).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class Processes:
-    """Where this process sits: rank, world size, local rank (from torchrun's environment), device."""
+    """Where this process sits: rank, world size, local rank (from torchrun's environment), device.
+
+    ``distributed``: a process group is up (several processes, or one launched by torchrun), so the
+    model is wrapped in DDP and the collectives run, one process too.
+    """
 
     rank: int
     world_size: int
@@ -23,19 +28,22 @@ class Processes:
     local_world_size: int
     device: torch.device
     started_group: bool
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.distributed:
             torch.distributed.barrier()
 
 
 def start_processes(device: str = "auto") -> Processes:
-    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group if > 1.
+    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group.
 
+    The group is joined for a world size > 1 and for any process that torchrun launched (its
+    ``TORCHELASTIC_RUN_ID``), so ``torchrun --nproc_per_node 1`` runs the DDP path that 8 GPUs run.
     The backend is NCCL on CUDA and gloo on CPU; ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
     if device not in ("auto", "cpu", "cuda"):
@@ -51,11 +59,13 @@ def start_processes(device: str = "auto") -> Processes:
     if use_cuda:
         torch.cuda.set_device(torch_device)
     started = False
-    if world_size > 1 and not torch.distributed.is_initialized():
+    launched = world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    if launched and not torch.distributed.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
         started = True
-    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return Processes(rank, world_size, local_rank, local_world_size, torch_device, started, distributed)
 
 
 class LossForward(nn.Module):

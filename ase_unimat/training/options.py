@@ -50,6 +50,7 @@ class TrainOptions:
     compile: bool = False
     find_unused_parameters: bool = False
     device: str = "auto"
+    init_from: str | None = None
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TrainOptions:
@@ -65,6 +66,7 @@ class TrainOptions:
         paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         values["train_data"] = tuple(str(path) for path in paths if str(path))
         values["val_data"] = str(values.get("val_data") or "") or None
+        values["init_from"] = str(values.get("init_from") or "") or None
         if "betas" in values:
             values["betas"] = tuple(float(b) for b in values["betas"])
         options = cls(**values)

@@ -12,6 +12,13 @@ comes from a generator seeded by ``(seed, s, r)``, and the checkpoint holds the 
 scheduler, EMA and every global RNG state of every rank. A CPU run stopped after ``k`` steps and
 resumed ends with bit-identical weights to an uninterrupted one.
 
+Warm start (``train.init_from``, ``unimat-train --init-from``): a fresh run starts model and EMA
+from the EMA weights of an exported ``model.pt`` (or a checkpoint) of the same ``[model]``
+architecture, with a fresh optimiser and LR schedule; the file and its step are logged (a step-0
+record of ``log.jsonl``) and kept in every checkpoint (``init_from``). A run that resumes its own
+checkpoint does not apply it again. So a long run can continue across sessions from a committed
+``model.pt`` alone (the optimiser moments start over).
+
 Output folder: ``checkpoint_last.pt``, ``checkpoint_<step>.pt`` (every ``keep_every`` steps),
 ``log.jsonl`` (one JSON object per log/validation event), ``model.pt``.
 
@@ -211,8 +218,9 @@ class _Run:
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         self.model = build_model(config)
         _check_slots(self.model, train_set)
-        if hasattr(self.model, "set_composition_prior"):  # the empirical prior for unconditional sampling
-            self.model.set_composition_prior(dataset_compositions(train_set))
+        self.compositions = dataset_compositions(train_set) if hasattr(self.model, "set_composition_prior") else None
+        if self.compositions is not None:  # the empirical prior for unconditional sampling
+            self.model.set_composition_prior(self.compositions)
         self.model.to(self.device)
         self.ema = EMA(self.model, decay=options.ema_decay)
         self.optimizer = torch.optim.AdamW(
@@ -225,7 +233,7 @@ class _Run:
             ),
         )
         loss_module: nn.Module = LossForward(self.model)
-        if procs.world_size > 1:
+        if procs.distributed:
             with warnings.catch_warnings():
                 # torch 2.13 deprecates broadcast_buffers for forward_sync_buffers, but the latter still
                 # broadcasts buffers at init, which gloo cannot do for bool buffers (seen_elements).
@@ -244,6 +252,7 @@ class _Run:
         self.step = self.epoch = self.position = 0
         self.wall_offset = 0.0
         self.last_val: float | None = None
+        self.init_record: dict | None = None  # {"path", "step"} of the warm start, kept across resumes
 
     # -- data
 
@@ -286,12 +295,12 @@ class _Run:
     # -- checkpoints
 
     def _checkpoint_state(self) -> dict:
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             or_reduce_flags(self.model)
             or_reduce_flags(self.ema.module)
         rng = capture_rng_state()
         rng_per_rank = [rng]
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             rng_per_rank = [None] * self.procs.world_size
             torch.distributed.all_gather_object(rng_per_rank, rng)
         return {
@@ -308,6 +317,7 @@ class _Run:
             "epoch_position": self.position,
             "world_size": self.procs.world_size,
             "wall_time": self._wall(),
+            "init_from": self.init_record,
         }
 
     def save(self) -> Path:
@@ -325,9 +335,7 @@ class _Run:
     def load(self, path: Path) -> None:
         """Continue from checkpoint ``path``: weights, EMA, optimiser, scheduler, RNGs, data position."""
         state = load_checkpoint(path, map_location="cpu")
-        saved = {k: v for k, v in state["config"].items() if k != "train"}
-        current = {k: v for k, v in config_to_dict(self.config).items() if k != "train"}
-        if saved != current:
+        if model_sections(state["config"]) != model_sections(config_to_dict(self.config)):
             raise ValueError(f"{path} was trained with a different model config; use another out dir or no resume")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -339,6 +347,32 @@ class _Run:
         if self.position % self.sampler.global_batch:  # another world size or batch: restart the epoch
             self.position = 0
         self.wall_offset = float(state.get("wall_time", 0.0))
+        self.init_record = state.get("init_from")
+
+    def init_weights(self, path: Path) -> None:
+        """Start model and EMA from the (EMA) weights of an exported ``model.pt`` or checkpoint at ``path``.
+
+        The optimiser and LR schedule stay fresh (step 0). The composition prior is this run's
+        training data; the seen elements are the file's and this data's. ``ValueError`` (one line)
+        when the file's ``[model]`` section differs from this config's.
+        """
+        state = load_checkpoint(path, map_location="cpu")  # a model.pt or a trainer checkpoint
+        weights = state["ema"] if "ema" in state else state.get("model")
+        if "config" not in state or weights is None:
+            raise ValueError(f"{path} holds no config and weights to start from")
+        theirs = model_sections(state["config"]).get("model", {})
+        ours = model_sections(config_to_dict(self.config)).get("model", {})
+        differ = [f"{key} {theirs.get(key)!r} != {ours.get(key)!r}" for key in sorted(set(theirs) | set(ours))
+                  if theirs.get(key) != ours.get(key)]  # fmt: skip
+        if differ:
+            raise ValueError(f"--init-from {path}: another architecture than the config's [model] ({', '.join(differ)})")
+        self.model.load_state_dict(weights)
+        if self.compositions is not None:
+            self.model.set_composition_prior(self.compositions)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.init_record = {"path": str(path), "step": int(state.get("step", 0))}
+        self.log({"step": 0, "init_from": self.init_record["path"], "init_step": self.init_record["step"],
+                  "wall_time": self._wall()})  # fmt: skip
 
     # -- logging
 
@@ -362,7 +396,7 @@ class _Run:
         """Average per-step values over steps and ranks."""
         keys = sorted(sums)
         values = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             values = values.to(self.device)
             torch.distributed.all_reduce(values)
             values = values.cpu()
@@ -383,7 +417,7 @@ class _Run:
                 loss, _ = self.ema.module.loss(batch, generator=generator)
             n = len(batch["natoms"]) if "natoms" in batch else len(batch["coords"])
             total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
-        if self.procs.world_size > 1:
+        if self.procs.distributed:
             total = total.to(self.device)
             torch.distributed.all_reduce(total)
             total = total.cpu()
@@ -401,8 +435,11 @@ class _Run:
         if previous is not None:
             self.load(previous)
             self._trim_log()
-        elif self.procs.is_main:
-            (self.out_dir / LOG_NAME).unlink(missing_ok=True)
+        else:
+            if self.procs.is_main:
+                (self.out_dir / LOG_NAME).unlink(missing_ok=True)
+            if self.options.init_from:  # a fresh run only: a resumed one has its own weights
+                self.init_weights(Path(self.options.init_from))
         options = self.options
         end = options.total_steps if stop_at is None else min(stop_at, options.total_steps)
         generator = torch.Generator(device=self.device)
@@ -479,6 +516,22 @@ class _Run:
             val_loss=self.last_val,
             wall_time=self._wall(),
         )
+
+
+def model_sections(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every section of a stored config but ``train``, fields that an older file lacks at their defaults.
+
+    Two configs build the same model exactly when these agree; a checkpoint written before a field
+    was added (e.g. ``model.spacegroup_condition``) still matches a config that leaves it at its default.
+    A dict that is not a ``UniMatConfig`` is compared as it is.
+    """
+    from ase_unimat.model.config import ConfigError, from_dict, to_dict
+
+    try:
+        config = to_dict(from_dict(dict(config)))
+    except ConfigError:
+        config = dict(config)
+    return {key: value for key, value in config.items() if key != "train"}
 
 
 def dataset_compositions(dataset: Dataset) -> torch.Tensor:

@@ -90,6 +90,19 @@ def test_runner_errors_are_one_line(tmp_path):
     assert broken.returncode != 0 and "returned list, not a dict" in broken.stderr
 
 
+def test_dry_run_is_passed_to_benchmarks_that_have_one(tmp_path, monkeypatch, bench_package):
+    write_fake_package(tmp_path)
+    (tmp_path / "fakebench" / "bench_dry.py").write_text(
+        '"""Has a dry run."""\ndef run(*, quick, out_dir, dry_run=False):\n    return {"dry_run": dry_run}\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = bench_package.run_benchmark("dry", dry_run=True, out_dir=tmp_path / "o", package="fakebench", say=str)
+    record = json.loads(path.read_text())
+    assert path.name == "dry_dry_run.json" and record["dry_run"] is True and record["result"] == {"dry_run": True}
+    with pytest.raises(bench_package.BenchmarkError, match="benchmark 'echo' has no dry run"):
+        bench_package.run_benchmark("echo", dry_run=True, out_dir=tmp_path / "o", package="fakebench", say=str)
+
+
 def test_json_safe(bench_package):
     value = {"a": (1, np.float64(math.inf)), "b": Path("x"), 3: np.array([[1.0, np.nan]])}
     assert bench_package.json_safe(value) == {"a": [1, None], "b": "x", "3": [[1.0, None]]}
