@@ -46,7 +46,7 @@ def load_model(model=None, *, device: str = "auto"):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     """
 
-    from ase_unimat.model.checkpoint import load_weights  # torch takes seconds to import
+    from ase_unimat.model.checkpoint import CheckpointError, load_weights  # torch takes seconds to import
     from ase_unimat.model.diffusion import UniMatModel, build_model  # torch takes seconds to import
 
     dev = resolve_device(device)
@@ -54,8 +54,14 @@ def load_model(model=None, *, device: str = "auto"):
         return model.to(dev).eval()
     path = resolve_model_path(model)
     config, weights = load_weights(path)
-    net = build_model(from_dict(config))
-    net.load_state_dict(weights)
+    try:
+        net = build_model(from_dict(config))
+        net.load_state_dict(weights)
+    except Exception as err:  # a config or weights this code cannot build (other version, edited file)
+        text = " ".join(str(err).split())
+        raise CheckpointError(
+            f"{path} does not fit this version's model ({type(err).__name__}: {text[:200]})"
+        ) from err
     net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
     return net.to(dev).eval()
 
