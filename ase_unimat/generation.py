@@ -67,7 +67,11 @@ def load_model(model=None, *, device: str = "auto"):
 
 
 def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
-    """(9, 18) count grid of ``counts``, checked against what the model can generate."""
+    """(9, 18) count grid of ``counts``, checked against what the model can generate.
+
+    Refused (``FormulaError``): more than L atoms of one element, more atoms in all than the largest
+    training cell (from the model's composition prior, when it has one), elements never seen.
+    """
     if not counts:
         raise FormulaError("empty formula")
     grid = composition_grid(counts)
@@ -77,6 +81,15 @@ def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
             f"{format_formula(too_many)}: more than L = {model.n_slots} atoms of one element; "
             "use fewer formula units"
         )
+    prior = getattr(model, "prior_compositions", None)
+    if prior is not None and len(prior):
+        largest = int(prior.sum(dim=(1, 2)).max())
+        total = sum(counts.values())
+        if total > largest:
+            raise FormulaError(
+                f"{format_formula(counts)}: {total} atoms, more than the {largest} of the largest cell this model "
+                "was trained on; use fewer formula units"
+            )
     seen = model.seen_elements.cpu().numpy()
     if seen.any():
         unseen = [s for s in counts if not seen[grid_cell(s)]]
