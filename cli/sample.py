@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ase_unimat.cli.options import CONTEXT, FormulaUnits, out_option, quiet_option
+from ase_unimat.cli.options import CONTEXT, FormulaUnits, check_writable, out_option, quiet_option
 
 FORMATS = ("auto", "extxyz", "cif", "res")
 
@@ -81,6 +81,7 @@ def write_structures(structures, out: Path, fmt: str) -> list[Path]:
 def main(model, formula, n, formula_units, seed, steps, guidance, sampler, device, batch_size, out, fmt, quiet) -> None:
     """Sample N crystal structures of FORMULA with a UniMat model."""
     fmt = output_format(out, fmt)
+    check_writable(out if fmt == "res" else out.parent, what=out)  # before the sampling, not after it
     from ase_unimat.generation import generate  # imported when the command runs: --help stays instant
 
     # Structure i has seed SEED + i; with a range, its formula units are drawn from that seed too.
@@ -100,7 +101,10 @@ def main(model, formula, n, formula_units, seed, steps, guidance, sampler, devic
                 structures[i] = atoms
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    paths = write_structures(structures, out, fmt)
+    try:
+        paths = write_structures(structures, out, fmt)
+    except OSError as err:
+        raise click.ClickException(f"cannot write {out}: {err.strerror or err}") from None
     where = out if fmt != "res" else f"{out}/ ({len(paths)} .res files)"
     units = formula_units[0] if formula_units[0] == formula_units[1] else "-".join(map(str, formula_units))
     click.echo(f"wrote {len(structures)} structures of {formula} x{units} to {where}")
