@@ -106,6 +106,9 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
             result["stability"] = _stability(structures, calculator, workers, data_dir, hull_cache.expanduser(), quiet)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
+    except ImportError as err:  # an optional metrics dependency (smact, matminer, ...)
+        name = err.name or "a metrics dependency"
+        raise click.ClickException(f"{name} is not installed: pip install 'ase-unimat[metrics]'") from None
     result["inputs"] = {"generated": str(generated), "reference": str(reference), "dataset": dataset}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_clean(result), indent=1) + "\n")

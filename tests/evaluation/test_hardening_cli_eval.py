@@ -28,3 +28,17 @@ def test_limit_keeps_every_prediction_of_the_kept_references(tmp_path):
     assert result.exit_code == 0, result.output
     csp = json.loads(out_json.read_text())["csp"]
     assert csp["match_rate_at_1"] == 1.0, csp
+
+
+def test_without_smact_is_one_line_with_the_install_hint(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "smact", None)  # import smact now raises ImportError
+    monkeypatch.setitem(sys.modules, "smact.screening", None)
+    generated = tmp_path / "g.extxyz"
+    write(generated, [AseAtomsAdaptor.get_atoms(rocksalt(5.6))])
+    result = CliRunner().invoke(main, [str(generated), "--reference", str(generated), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "pip install" in result.output and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error:")]
