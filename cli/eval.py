@@ -30,7 +30,10 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
     from ase_unimat.data.readers import read_structures as read_input
 
     if path.name.lower().endswith((".h5", ".hdf5")):
-        return read_atoms(path)[:limit]
+        try:
+            return read_atoms(path)[:limit]
+        except (OSError, KeyError, ValueError) as err:  # not HDF5, or not a UniMat file
+            raise click.ClickException(f"cannot read {path}: {' '.join(str(err).split())}") from None
     try:
         return read_input(path, limit=limit)
     except (RecordError, ValueError) as err:
