@@ -73,7 +73,17 @@ CASES = [
 NAMES = {airss: "airss", sample: "sample", evaluate: "eval", train: "train", convert: "convert"}
 
 #: Files a case may create (its output), relative to the working folder.
-OUTPUTS = {"m.json", "o.h5", "o.extxyz", "run", "airss_Cu", "airss_Xx2", "airss_garbage", "airss_empty", "airss_targvol"}
+OUTPUTS = {
+    "m.json",
+    "o.h5",
+    "o.extxyz",
+    "run",
+    "airss_Cu",
+    "airss_Xx2",
+    "airss_garbage",
+    "airss_empty",
+    "airss_targvol",
+}
 
 
 @pytest.fixture

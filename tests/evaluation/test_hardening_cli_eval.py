@@ -19,7 +19,9 @@ def rocksalt(a: float) -> Structure:
 def test_limit_keeps_every_prediction_of_the_kept_references(tmp_path):
     refs = tmp_path / "ref.csv"
     sizes = [5.5, 5.6, 5.7, 5.8]
-    pd.DataFrame({"material_id": [f"m-{i}" for i in range(4)], "cif": [rocksalt(a).to(fmt="cif") for a in sizes]}).to_csv(refs)
+    pd.DataFrame(
+        {"material_id": [f"m-{i}" for i in range(4)], "cif": [rocksalt(a).to(fmt="cif") for a in sizes]}
+    ).to_csv(refs)
     generated = tmp_path / "preds.extxyz"
     write(generated, [AseAtomsAdaptor.get_atoms(rocksalt(a)) for a in sizes for _ in range(2)])  # k = 2, by order
     out_json = tmp_path / "m.json"
@@ -37,7 +39,9 @@ def test_without_smact_is_one_line_with_the_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "smact.screening", None)
     generated = tmp_path / "g.extxyz"
     write(generated, [AseAtomsAdaptor.get_atoms(rocksalt(5.6))])
-    result = CliRunner().invoke(main, [str(generated), "--reference", str(generated), "--out", str(tmp_path / "m.json")])
+    result = CliRunner().invoke(
+        main, [str(generated), "--reference", str(generated), "--out", str(tmp_path / "m.json")]
+    )
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit), result.exception
     assert "pip install" in result.output and "Traceback" not in result.output

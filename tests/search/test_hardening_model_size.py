@@ -17,7 +17,20 @@ def test_generate_refuses_more_atoms_than_the_model_was_trained_on():
 
 def test_unimat_airss_refuses_it_in_one_line(tmp_path):
     out = tmp_path / "run"
-    args = ["--formula", "Cu15Au15", "--seeds", "unimat", "--formula-units", "1", "-n", "1", "--calculator", "emt", "--out", str(out)]
+    args = [
+        "--formula",
+        "Cu15Au15",
+        "--seeds",
+        "unimat",
+        "--formula-units",
+        "1",
+        "-n",
+        "1",
+        "--calculator",
+        "emt",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]

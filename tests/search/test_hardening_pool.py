@@ -39,7 +39,9 @@ def _task(i: int, atoms, calculator) -> RelaxTask:
     return RelaxTask(id=f"t{i}", source="test", atoms=atoms, calculator=calculator, settings=SETTINGS)
 
 
-@pytest.mark.parametrize(("how", "reason"), [("segv", "worker died (signal 11)"), ("exit", "worker died (exit code 3)")])
+@pytest.mark.parametrize(
+    ("how", "reason"), [("segv", "worker died (signal 11)"), ("exit", "worker died (exit code 3)")]
+)
 def test_a_dying_worker_fails_only_its_seed_and_the_pool_goes_on(how, reason):
     cu, al = bulk("Cu", "fcc", a=3.7), bulk("Al", "fcc", a=4.1)
     calc = DiesOn("Al", how)
