@@ -30,11 +30,24 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
     from ase_unimat.data.readers import read_structures as read_input
 
     if path.name.lower().endswith((".h5", ".hdf5")):
-        return read_atoms(path)[:limit]
+        try:
+            return read_atoms(path)[:limit]
+        except (OSError, KeyError, ValueError) as err:  # not HDF5, or not a UniMat file
+            raise click.ClickException(f"cannot read {path}: {' '.join(str(err).split())}") from None
     try:
         return read_input(path, limit=limit)
     except (RecordError, ValueError) as err:
         raise click.ClickException(" ".join(str(err).split())) from None
+
+
+def _predictions_of(predictions: list[Any], references: list[Any], *, k: int) -> list[Any]:
+    """The predictions that belong to ``references``: by ``material_id`` when all have one, else the first ``k`` each."""
+    ref_ids = [getattr(r, "info", {}).get("material_id") for r in references]
+    pred_ids = [getattr(p, "info", {}).get("material_id") for p in predictions]
+    if all(ref_ids) and all(pred_ids):
+        kept = set(ref_ids)
+        return [p for p, pid in zip(predictions, pred_ids, strict=True) if pid in kept]
+    return predictions[: k * len(references)]
 
 
 def _clean(value: Any) -> Any:
@@ -57,7 +70,8 @@ def _clean(value: Any) -> Any:
 @click.option("--k", "k", type=click.IntRange(min=1), default=1, show_default=True,
               help="CSP predictions per reference when pairing by order (no material_id in the files).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Read at most this many structures from each input.  [default: all]")
+              help="Read at most this many structures from each input (with --csp: references only, all their "
+              "predictions are scored).  [default: all]")
 @click.option("--stability", is_flag=True,
               help="Relax with the calculator and compute energy above hull, uniqueness, novelty, S.U.N.")
 @option("--calculator", "--calc", "calculator", hidden=("--calc",), default="chgnet", show_default=True,
@@ -81,8 +95,11 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
     """
     from ase_unimat.evaluation.metrics import evaluate  # imported when the command runs: --help stays instant
 
-    structures = read_structures(generated, limit=limit)
     references = read_structures(reference, limit=limit)
+    if csp and limit is not None:  # limit the references only; every prediction of a kept reference is scored
+        structures = _predictions_of(read_structures(generated), references, k=k)
+    else:
+        structures = read_structures(generated, limit=limit)
     if not structures:
         raise click.ClickException(f"no structures in {generated}")
     click.echo(f"{len(structures)} generated, {len(references)} reference structures")
@@ -92,6 +109,9 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
             result["stability"] = _stability(structures, calculator, workers, data_dir, hull_cache.expanduser(), quiet)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
+    except ImportError as err:  # an optional metrics dependency (smact, matminer, ...)
+        name = err.name or "a metrics dependency"
+        raise click.ClickException(f"{name} is not installed: pip install 'ase-unimat[metrics]'") from None
     result["inputs"] = {"generated": str(generated), "reference": str(reference), "dataset": dataset}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_clean(result), indent=1) + "\n")

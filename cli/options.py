@@ -7,7 +7,9 @@ new name.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -70,3 +72,26 @@ class FormulaUnits(click.ParamType):
             return parse_formula_units(str(value))
         except FormulaError as err:
             self.fail(str(err), param, ctx)
+
+
+def check_writable(folder: Path, *, what: Path | None = None) -> None:
+    """Create ``folder`` if needed and check a file can be written in it, before any long work.
+
+    Parameters
+    ----------
+    folder
+        Where the command will write.
+    what
+        The output named in the message (default ``folder``).
+
+    Raises
+    ------
+    click.ClickException
+        One line naming the output and the reason.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise click.ClickException(f"cannot write {what or folder}: {err.strerror or err}") from None

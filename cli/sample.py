@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ase_unimat.cli.options import CONTEXT, FormulaUnits, out_option, quiet_option
+from ase_unimat.cli.options import CONTEXT, FormulaUnits, check_writable, out_option, quiet_option
 
 FORMATS = ("auto", "extxyz", "cif", "res")
 
@@ -106,6 +106,7 @@ def main(model, formula, elements, charge_balanced, spacegroup, n, formula_units
         raise click.ClickException("--charge-balanced applies to de novo sampling (no --formula)")
     fmt = output_format(out, fmt)
     spacegroup = parse_spacegroup(spacegroup)
+    check_writable(out if fmt == "res" else out.parent, what=out)  # before the sampling, not after it
     from ase_unimat.generation import generate  # imported when the command runs: --help stays instant
 
     # Structure i has seed SEED + i; with a range, its formula units are drawn from that seed too.
@@ -133,7 +134,10 @@ def main(model, formula, elements, charge_balanced, spacegroup, n, formula_units
                     structures[i] = atoms
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    paths = write_structures(structures, out, fmt)
+    try:
+        paths = write_structures(structures, out, fmt)
+    except OSError as err:
+        raise click.ClickException(f"cannot write {out}: {err.strerror or err}") from None
     where = out if fmt != "res" else f"{out}/ ({len(paths)} .res files)"
     if formula is not None:
         units = formula_units[0] if formula_units[0] == formula_units[1] else "-".join(map(str, formula_units))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from ase_unimat.cli.options import CONTEXT, out_option, quiet_option
+from ase_unimat.cli.options import CONTEXT, check_writable, out_option, quiet_option
 
 EXAMPLES = """
 \b
@@ -116,8 +116,11 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
     out = out if out is not None else Path(config.train.out_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0
     if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(toml_text(to_dict(config)), encoding="utf-8")
+        check_writable(out)
+        try:
+            (out / "config.toml").write_text(toml_text(to_dict(config)), encoding="utf-8")
+        except OSError as error:
+            raise click.ClickException(f"cannot write {out / 'config.toml'}: {error.strerror or error}") from None
 
     from ase_unimat.training.trainer import train  # torch takes seconds to import
 

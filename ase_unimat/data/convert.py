@@ -58,6 +58,7 @@ from tqdm import tqdm
 from ase_unimat.core.atomic import atomic_write, fsync_dir
 from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
 from ase_unimat.core.periodic_table import z_to_symbol
+from ase_unimat.core.process import die_with_parent
 from ase_unimat.core.representation import MIN_DISTANCE, RepresentationError, encode
 from ase_unimat.data.hdf5 import (
     FORMAT_VERSION,
@@ -349,7 +350,8 @@ def _ordered_results(chunks: Iterable[list[RawRecord]], options: ConvertOptions)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=options.workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip  # no worker outlives a kill -9
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.submit(convert_records, chunk, **kwargs))

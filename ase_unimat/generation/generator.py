@@ -52,7 +52,7 @@ def load_model(model=None, *, device: str = "auto"):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     """
 
-    from ase_unimat.model.checkpoint import load_weights  # torch takes seconds to import
+    from ase_unimat.model.checkpoint import CheckpointError, load_weights  # torch takes seconds to import
     from ase_unimat.model.diffusion import UniMatModel, build_model  # torch takes seconds to import
 
     dev = resolve_device(device)
@@ -60,15 +60,25 @@ def load_model(model=None, *, device: str = "auto"):
         return model.to(dev).eval()
     path = resolve_model_path(model)
     config, weights = load_weights(path)
-    net = build_model(from_dict(config))
-    net.load_state_dict(weights)
+    try:
+        net = build_model(from_dict(config))
+        net.load_state_dict(weights)
+    except Exception as err:  # a config or weights this code cannot build (other version, edited file)
+        text = " ".join(str(err).split())
+        raise CheckpointError(
+            f"{path} does not fit this version's model ({type(err).__name__}: {text[:200]})"
+        ) from err
     net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
     net.model_path = path
     return net.to(dev).eval()
 
 
 def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
-    """(9, 18) count grid of ``counts``, checked against what the model can generate."""
+    """(9, 18) count grid of ``counts``, checked against what the model can generate.
+
+    Refused (``FormulaError``): more than L atoms of one element, more atoms in all than the largest
+    training cell (from the model's composition prior, when it has one), elements never seen.
+    """
     if not counts:
         raise FormulaError("empty formula")
     grid = composition_grid(counts)
@@ -78,6 +88,15 @@ def composition_for(model, counts: Mapping[str, int]) -> np.ndarray:
             f"{format_formula(too_many)}: more than L = {model.n_slots} atoms of one element; "
             "use fewer formula units"
         )
+    prior = getattr(model, "prior_compositions", None)
+    if prior is not None and len(prior):
+        largest = int(prior.sum(dim=(1, 2)).max())
+        total = sum(counts.values())
+        if total > largest:
+            raise FormulaError(
+                f"{format_formula(counts)}: {total} atoms, more than the {largest} of the largest cell this model "
+                "was trained on; use fewer formula units"
+            )
     seen = model.seen_elements.cpu().numpy()
     if seen.any():
         unseen = [s for s in counts if not seen[grid_cell(s)]]

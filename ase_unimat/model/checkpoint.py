@@ -141,8 +141,9 @@ def _read(path: str | os.PathLike, map_location: str | torch.device) -> tuple[Pa
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return path, torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # truncated or foreign file: say which file, keep the cause
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    except Exception as error:  # truncated, foreign or malicious file: say which file in one line, keep the cause
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from error
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:

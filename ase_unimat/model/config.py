@@ -225,7 +225,7 @@ def load_config(path: str | Path) -> UniMatConfig:
     with path.open("rb") as fh:
         try:
             data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # not TOML, or not UTF-8 text at all
             raise ConfigError(f"{path}: invalid TOML: {err}") from None
     try:
         return from_dict(data)

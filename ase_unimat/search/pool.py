@@ -9,20 +9,35 @@ yields ``(task, result)`` as relaxations finish, keeping at most ``in_flight`` o
 relaxed, tasks of one key are relaxed once, and each result is cached as soon as it arrives, so a
 killed run loses only the relaxations in flight. The search, the stability code and the
 search-efficiency benchmark all relax through this class.
+
+A local worker that dies (segfault, ``os._exit``, OOM kill) fails only the task it held: the pool
+is rebuilt, the other tasks in flight are submitted again, and the task is tried once more; a task
+whose worker died twice comes back failed with the reason, e.g. ``worker died (signal 11)``. Each
+worker announces the task it starts, so the parent knows which task a dead worker held. Workers end
+with their parent (:func:`~ase_unimat.core.process.die_with_parent`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import math
 import multiprocessing
-from collections.abc import Iterable, Iterator
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ase_unimat.core.process import death_reason
 from ase_unimat.search.calculators import get_calculator
-from ase_unimat.search.relax import RelaxResult, RelaxTask, relax, relax_task
-from ase_unimat.search.threads import init_worker
+from ase_unimat.search.relax import RelaxResult, RelaxTask, _json_safe, relax, relax_task
+from ase_unimat.search.threads import announce, init_worker
+
+#: A task is tried this often on a fresh worker before its worker's death is its result.
+MAX_WORKER_DEATHS = 2
 
 
 class ResultCache(Protocol):
@@ -86,15 +101,16 @@ class RelaxPool:
             yield from self._serial(tasks)
             return
         if self.executor is not None:
-            yield from self._submit(self.executor, tasks)
+            executor = self.executor
+            yield from self._submit(lambda task, token: executor.submit(relax_task, task), tasks)
             return
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker) as pool:
-            try:
-                yield from self._submit(pool, tasks)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # do not run the queue on after an interrupt
-                raise
+        local = _LocalProcesses(self.workers)
+        try:
+            yield from self._submit(local.submit, tasks, local=local)
+        except BaseException:
+            local.shutdown(wait=False)  # do not run the queue on after an interrupt
+            raise
+        local.shutdown(wait=True)
 
     # -- internals -------------------------------------------------------------------------------
     def _cached(self, task: RelaxTask) -> tuple[str | None, RelaxResult | None]:
@@ -133,13 +149,21 @@ class RelaxPool:
             self._store(key, result)
             yield task, result
 
-    def _submit(self, executor: cf.Executor, tasks: Iterable[RelaxTask]) -> Iterator[tuple[RelaxTask, RelaxResult]]:
+    def _submit(self, submit: Callable[[RelaxTask, int], cf.Future], tasks: Iterable[RelaxTask], *,
+                local: _LocalProcesses | None = None) -> Iterator[tuple[RelaxTask, RelaxResult]]:  # fmt: skip
         pending = iter(tasks)
-        running: dict[cf.Future, tuple[str | None, list[RelaxTask]]] = {}
+        running: dict[cf.Future, tuple[str | None, list[RelaxTask], int]] = {}  # future -> key, tasks, token
         by_key: dict[str, list[RelaxTask]] = {}  # tasks waiting on a relaxation of the same key
+        deaths: dict[int, int] = {}  # id(task) -> how often a worker died running it
+        again: list[tuple[str | None, list[RelaxTask]]] = []  # in flight when the local pool broke
+        tokens = iter(range(1 << 62))
         exhausted = False
         try:
             while True:
+                while again:
+                    key, waiting = again.pop(0)
+                    token = next(tokens)
+                    running[submit(waiting[0], token)] = (key, waiting, token)
                 while not exhausted and len(running) < self.in_flight:
                     task = next(pending, None)
                     if task is None:
@@ -155,20 +179,112 @@ class RelaxPool:
                     waiting = [task]
                     if key is not None:
                         by_key[key] = waiting
-                    running[executor.submit(relax_task, task)] = (key, waiting)
+                    token = next(tokens)
+                    running[submit(task, token)] = (key, waiting, token)
                 if not running:
                     return
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                if local is not None and any(isinstance(f.exception(), BrokenProcessPool) for f in finished):
+                    cf.wait(running)  # a broken pool fails all its futures at once
+                    finished = set(running)
+                    died = local.deaths()
+                broken: list[tuple[str | None, list[RelaxTask], int]] = []
                 for future in finished:
-                    key, waiting = running.pop(future)
+                    key, waiting, token = running.pop(future)
+                    if local is not None and isinstance(future.exception(), BrokenProcessPool):
+                        broken.append((key, waiting, token))
+                        continue
                     result = future.result()
-                    self._store(key, result)
-                    if key is not None:
-                        by_key.pop(key, None)
-                    yield waiting[0], result
-                    for task in waiting[1:]:  # the same structure under another name
-                        yield task, replace(result, id=task.id, source=task.source)
+                    yield from self._deliver(key, waiting, result, by_key)
+                if broken:
+                    local.rebuild()  # type: ignore[union-attr]
+                    for key, waiting, token in broken:
+                        reason = died.get(token)
+                        if reason is not None:
+                            deaths[id(waiting[0])] = deaths.get(id(waiting[0]), 0) + 1
+                        if reason is not None and deaths[id(waiting[0])] >= MAX_WORKER_DEATHS:
+                            yield from self._deliver(key, waiting, _worker_died(waiting[0], reason), by_key)
+                        else:
+                            again.append((key, waiting))
         finally:
             for future in running:
                 with contextlib.suppress(Exception):
                     future.cancel()
+
+    def _deliver(self, key: str | None, waiting: list[RelaxTask], result: RelaxResult,
+                 by_key: dict[str, list[RelaxTask]]) -> Iterator[tuple[RelaxTask, RelaxResult]]:  # fmt: skip
+        self._store(key, result)
+        if key is not None:
+            by_key.pop(key, None)
+        yield waiting[0], result
+        for task in waiting[1:]:  # the same structure under another name
+            yield task, replace(result, id=task.id, source=task.source)
+
+
+class _LocalProcesses:
+    """Spawned worker processes, rebuilt when one dies; each announces the task it starts.
+
+    Parameters
+    ----------
+    workers
+        Number of worker processes.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.context = multiprocessing.get_context("spawn")
+        self.started = self.context.SimpleQueue()  # (worker pid, token) as each task starts
+        self.processes: dict[int, Any] = {}  # pid -> multiprocessing.Process of the current pool
+        self.executor = self._new()
+
+    def _new(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context, initializer=init_worker,
+                                      initargs=(os.getpid(), self.started))  # fmt: skip
+
+    def submit(self, task: RelaxTask, token: int) -> cf.Future:
+        """Submit ``task`` under ``token`` (what its worker announces)."""
+        future = self.executor.submit(_relax_announced, task, token)
+        self.processes.update(getattr(self.executor, "_processes", None) or {})  # the workers, to read exit codes
+        return future
+
+    def deaths(self) -> dict[int, str]:
+        """After the pool broke: ``token -> reason`` for the tasks whose worker died under them."""
+        deadline = time.monotonic() + 10.0
+        while any(p.exitcode is None for p in self.processes.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the executor terminates the surviving workers
+        running_on: dict[int, int] = {}
+        while not self.started.empty():
+            pid, token = self.started.get()
+            running_on[pid] = token  # the last task each worker started
+        died = {pid: p.exitcode for pid, p in self.processes.items() if p.exitcode not in (None, 0)}
+        first = {pid: code for pid, code in died.items() if code != -signal.SIGTERM}  # others were terminated
+        return {running_on[pid]: death_reason(code) for pid, code in (first or died).items() if pid in running_on}
+
+    def rebuild(self) -> None:
+        """A fresh pool in place of a broken one."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.processes.clear()
+        while not self.started.empty():
+            self.started.get()
+        self.executor = self._new()
+
+    def shutdown(self, *, wait: bool) -> None:
+        """Shut the pool down (queued tasks cancelled)."""
+        self.executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def _relax_announced(task: RelaxTask, token: int) -> RelaxResult:
+    """Worker side: announce ``token``, then relax."""
+    announce(token)
+    return relax_task(task)
+
+
+def _worker_died(task: RelaxTask, reason: str) -> RelaxResult:
+    """The failed result of a task whose worker process died while running it."""
+    atoms = task.atoms.copy()
+    nan = math.nan
+    return RelaxResult(
+        id=task.id, source=task.source, status="failed", reason=reason, atoms=atoms, energy=nan, enthalpy=nan,
+        volume=float(abs(atoms.cell.volume)), pressure=float(task.settings.pressure), steps=0, converged=False,
+        wall_time=0.0, seed_info=_json_safe(task.atoms.info),
+    )  # fmt: skip

@@ -215,8 +215,19 @@ def write_csv(ranking: Ranking, path: str | Path) -> Path:
     return path
 
 
-def write_unique_res(ranking: Ranking, folder: str | Path) -> list[Path]:
-    """One ``.res`` per unique structure with its times-found count (old files in ``folder`` removed)."""
+def write_unique_res(ranking: Ranking, folder: str | Path, *, owned: Iterable[str] | None = None) -> list[Path]:
+    """One ``.res`` per unique structure with its times-found count.
+
+    Parameters
+    ----------
+    ranking
+        The ranking to write.
+    folder
+        The output folder (created when missing).
+    owned
+        Seed ids whose ``<id>.res`` in ``folder`` this run may have written earlier; those not in the
+        new ranking are removed. Default: the ids of ``ranking`` itself. Any other file is never touched.
+    """
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,8 +244,11 @@ def write_unique_res(ranking: Ranking, folder: str | Path) -> list[Path]:
             times_found=structure.times_found,
         )
         keep.add(path.name)
+    if owned is None:
+        owned = [m for s in ranking.structures for m in (s.best.id, *s.members)] + [r.id for r in ranking.failed]
+    ours = {f"{seed_id}.res" for seed_id in owned}
     for stale in folder.glob("*.res"):
-        if stale.name not in keep:
+        if stale.name not in keep and stale.name in ours:
             stale.unlink()
     return sorted(folder / name for name in keep)
 

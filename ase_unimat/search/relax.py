@@ -160,35 +160,33 @@ def relax(
     steps, converged = 0, False
     status, reason = "ok", ""
     energy = float("nan")
-    with single_threaded_blas(), _alarm(settings.time_limit):
-        try:
-            cell_filter = FrechetCellFilter(work, scalar_pressure=settings.pressure * GPa)
-            optimizer_class = FIRE if settings.optimizer.upper() == "FIRE" else BFGS
-            optimizer = optimizer_class(cell_filter, logfile=None)
-            for step, converged in enumerate(optimizer.irun(fmax=settings.fmax, steps=settings.max_steps)):
-                steps = step
-                _check_volume(work, volume_per_atom0, settings)
-                if step % settings.check_interval == 0 or converged:
-                    _check_finite(work)
-                    _check_distances(work, settings.min_distance)
-                if settings.time_limit is not None and time.perf_counter() - start > settings.time_limit:
-                    raise _Timeout
-            _check_finite(work)
-            _check_distances(work, settings.min_distance)
-            energy = float(work.get_potential_energy())
-        except RelaxFailure as err:
-            status, reason = "failed", str(err)
-        except _Timeout:
-            status, reason = (
-                "failed",
-                f"timeout after {time.perf_counter() - start:.1f} s (limit {settings.time_limit} s)",
-            )
-        except Exception as err:  # the calculator (or the optimizer on its output) raised
-            geometry_ok = np.isfinite(work.positions).all() and np.isfinite(work.cell.array).all()
-            if not geometry_ok or _has_nonfinite_results(calculator):  # NaN results moved the atoms to NaN
-                status, reason = "failed", f"non-finite energy, forces or stress ({type(err).__name__} followed)"
-            else:
-                status, reason = "failed", f"calculator raised {type(err).__name__}: {_one_line(err)}"
+    try:  # the alarm lives inside this try: a timeout at any moment, even while arming, is caught here
+        with single_threaded_blas(), _alarm(settings.time_limit):
+            try:
+                cell_filter = FrechetCellFilter(work, scalar_pressure=settings.pressure * GPa)
+                optimizer_class = FIRE if settings.optimizer.upper() == "FIRE" else BFGS
+                optimizer = optimizer_class(cell_filter, logfile=None)
+                for step, converged in enumerate(optimizer.irun(fmax=settings.fmax, steps=settings.max_steps)):
+                    steps = step
+                    _check_volume(work, volume_per_atom0, settings)
+                    if step % settings.check_interval == 0 or converged:
+                        _check_finite(work)
+                        _check_distances(work, settings.min_distance)
+                    if settings.time_limit is not None and time.perf_counter() - start > settings.time_limit:
+                        raise _Timeout
+                _check_finite(work)
+                _check_distances(work, settings.min_distance)
+                energy = float(work.get_potential_energy())
+            except RelaxFailure as err:
+                status, reason = "failed", str(err)
+            except Exception as err:  # the calculator (or the optimizer on its output) raised
+                geometry_ok = np.isfinite(work.positions).all() and np.isfinite(work.cell.array).all()
+                if not geometry_ok or _has_nonfinite_results(calculator):  # NaN results moved the atoms to NaN
+                    status, reason = "failed", f"non-finite energy, forces or stress ({type(err).__name__} followed)"
+                else:
+                    status, reason = "failed", f"calculator raised {type(err).__name__}: {_one_line(err)}"
+    except _Timeout:
+        status, reason = "failed", f"timeout after {time.perf_counter() - start:.1f} s (limit {settings.time_limit} s)"
     if not math.isfinite(energy) and status == "ok":
         status, reason = "failed", "non-finite energy"
     volume = float(abs(np.linalg.det(work.cell.array)))
@@ -214,6 +212,10 @@ def _check_finite(atoms: Atoms) -> None:
     # Results are cached by the calculator after the optimizer's own call: no new calculation here.
     energy = atoms.get_potential_energy()
     forces = atoms.get_forces()  # (N, 3)
+    try:
+        energy, forces = float(energy), np.asarray(forces, dtype=float)
+    except (TypeError, ValueError):
+        raise RelaxFailure(f"energy or forces not a number (energy {_one_line_value(energy)})") from None
     if not (math.isfinite(energy) and np.isfinite(forces).all()):
         raise RelaxFailure("non-finite energy or forces")
 
@@ -224,7 +226,10 @@ def _has_nonfinite_results(calculator: Any) -> bool:
     if not isinstance(results, Mapping):
         return False
     values = [results[k] for k in ("energy", "forces", "stress") if results.get(k) is not None]
-    return any(not np.isfinite(np.asarray(v, dtype=float)).all() for v in values)
+    try:
+        return any(not np.isfinite(np.asarray(v, dtype=float)).all() for v in values)
+    except (TypeError, ValueError):  # not a number at all ("abc", None inside an array)
+        return True
 
 
 def _check_volume(atoms: Atoms, volume_per_atom0: float, settings: RelaxSettings) -> None:
@@ -247,11 +252,21 @@ def _check_distances(atoms: Atoms, min_distance: float) -> None:
         raise RelaxFailure(f"atoms collapsed: two atoms {distance:.2f} Å apart (limit {min_distance} Å)")
 
 
+#: Longer limits than this (about 30 years; ``inf``, ``1e300``) arm no alarm: ``setitimer`` would overflow.
+_MAX_ALARM_S = 1e9
+
+
 @contextlib.contextmanager
 def _alarm(seconds: float | None) -> Iterator[None]:
-    """Interrupt a long calculator call after ``seconds`` (main thread on Unix only; else no-op)."""
+    """Interrupt a long calculator call after ``seconds`` (main thread on Unix only; else no-op).
+
+    The caller must catch :class:`_Timeout` outside this context: the alarm may fire at any moment
+    once armed, also before the body starts. After exit no :class:`_Timeout` is raised any more.
+    """
     usable = (
         seconds is not None
+        and math.isfinite(seconds)
+        and seconds < _MAX_ALARM_S
         and hasattr(signal, "setitimer")
         and threading.current_thread() is threading.main_thread()
         and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
@@ -260,16 +275,25 @@ def _alarm(seconds: float | None) -> Iterator[None]:
         yield
         return
 
+    armed = [True]
+
     def on_alarm(signum: int, frame: Any) -> None:
-        raise _Timeout
+        if armed[0]:  # a signal handled after the body ended raises nothing
+            raise _Timeout
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
     try:
+        signal.setitimer(signal.ITIMER_REAL, float(seconds))
         yield
     finally:
+        armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _one_line_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _one_line(err: BaseException) -> str:

@@ -214,8 +214,12 @@ class Search:
                 index_of[id(task)] = index
                 yield task
 
-        for task, result in pool.imap(tasks()):
-            yield self._finish(result, index_of.pop(id(task)), store)
+        try:
+            for task, result in pool.imap(tasks()):
+                yield self._finish(result, index_of.pop(id(task)), store)
+        finally:
+            if store is not None:
+                store.close()
 
     def run(self) -> Ranking:
         """Run the search to the end and return the ranking of every finished seed of the run."""
@@ -230,7 +234,7 @@ class Search:
         self.ranking = rank(results)
         if self.out is not None:
             write_csv(self.ranking, self.out / "ranked.csv")
-            write_unique_res(self.ranking, self.out / "unique")
+            write_unique_res(self.ranking, self.out / "unique", owned=store.finished_ids())
             if self.plot:
                 make_report(self.out)
         if self.db is not None:

@@ -6,15 +6,23 @@ Layout of ``out/``::
     records/<seed id>.json  one finished relaxation, ok or failed (written last: the commit mark)
     res/<seed id>.res       the relaxed structure of each successful seed (AIRSS format)
     ranked.csv, unique/     the ranking of the last run (rewritten by every run)
+    .lock                   held (``fcntl.flock``) by the one process working on the directory
 
 Every file is written to a temporary name and renamed into place, so a ``kill -9`` leaves either
 the old file or the new one, never part of one. A seed counts as done once its JSON record
 exists; its ``.res`` is written before the record, so a done seed always has its ``.res``.
+
+The directory is owned: :meth:`RunStore.open` refuses a nonempty directory without a manifest
+(it is someone else's), removes only temporary files of its own naming pattern inside its own
+folders, and holds a lock that a second process is refused by, naming the holder's PID. The
+operating system drops the lock when the holder dies, so a killed run leaves none stuck.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,15 @@ from ase_unimat.search.airss_io import spacegroup_symbol, write_res
 from ase_unimat.search.relax import RelaxResult
 
 MANIFEST_FORMAT = "ase-unimat-airss-run/1"
+
+#: The lock file inside a run directory.
+LOCK_NAME = ".lock"
+
+#: Temporary names of :func:`ase_unimat.core.atomic.atomic_path`: ``.<name>.<8 random chars>.tmp``.
+_OWN_TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+#: Locks this process holds: resolved run directory -> [file descriptor, open count].
+_HELD: dict[str, list[int]] = {}
 
 #: Manifest keys that may differ between runs of the same directory (everything else must match).
 MUTABLE_KEYS = ("n",)
@@ -46,6 +63,7 @@ class RunStore:
         self.root = Path(root)
         self.records_dir = self.root / "records"
         self.res_dir = self.root / "res"
+        self._locked = False
 
     @property
     def manifest_path(self) -> Path:
@@ -57,9 +75,27 @@ class RunStore:
         Raises
         ------
         RunDirectoryError
-            If the directory holds a search with other options (names each differing option).
+            If the directory holds a search with other options (names each differing option), is
+            nonempty without a manifest (not a run directory), or is locked by another process
+            (names its PID). The lock is held until :meth:`close` or the end of the process.
         """
         manifest = {"format": MANIFEST_FORMAT, **json.loads(json.dumps(dict(manifest)))}
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirectoryError(f"{self.root} exists and is not a directory; use another --out")
+        if not self.manifest_path.is_file() and self.root.is_dir() and any(self.root.iterdir()):
+            raise RunDirectoryError(
+                f"{self.root} exists and is not an unimat-airss run directory (nonempty, no manifest.json); "
+                "use a new or empty --out"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._open_locked(manifest)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self, manifest: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             old = self.read_manifest()
             differ = sorted(
@@ -121,8 +157,63 @@ class RunStore:
         """Every finished record as a :class:`RelaxResult`."""
         return [RelaxResult.from_dict(record) for record in self.records()]
 
+    def close(self) -> None:
+        """Release this object's hold on the run directory's lock (the last holder in the process unlocks)."""
+        if not self._locked:
+            return
+        self._locked = False
+        key = str(self.root.resolve())
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] <= 0:
+            del _HELD[key]
+            os.close(held[0])  # closing the descriptor releases the flock
+
+    def _lock(self) -> None:
+        """Take the directory's lock, or raise naming the process that holds it."""
+        if self._locked:
+            return
+        key = str(self.root.resolve())
+        if key in _HELD:  # this process holds it already (e.g. a Search reopened from the same script)
+            _HELD[key][1] += 1
+            self._locked = True
+            return
+        import fcntl  # POSIX only; imported here so the module still imports elsewhere
+
+        path = self.root / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirectoryError(
+                f"{self.root} is in use by process {holder} (another unimat-airss on the same --out); "
+                "wait for it to finish or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[key] = [fd, 1]
+        self._locked = True
+
     def _remove_leftovers(self) -> None:
-        """Delete temporary files of writes interrupted by a kill (never complete files)."""
-        for folder in (self.root, self.records_dir, self.res_dir):
+        """Delete temporary files of this store's own interrupted writes (never complete or foreign files).
+
+        Only names of the :func:`~ase_unimat.core.atomic.atomic_path` pattern for files the store
+        writes: ``records/*.json``, ``res/*.res``, ``unique/*.res``, ``manifest.json``, ``ranked.csv``.
+        """
+        own = {
+            self.records_dir: lambda name: name.endswith(".json"),
+            self.res_dir: lambda name: name.endswith(".res"),
+            self.root / "unique": lambda name: name.endswith(".res"),
+            self.root: lambda name: name in ("manifest.json", "ranked.csv"),
+        }
+        for folder, is_own in own.items():
+            if not folder.is_dir():
+                continue
             for path in folder.glob(".*.tmp"):
-                path.unlink(missing_ok=True)
+                match = _OWN_TMP.match(path.name)
+                if match and is_own(match.group("name")) and path.is_file():
+                    path.unlink(missing_ok=True)

@@ -106,9 +106,10 @@ def test_empty_ranking_table():
 def test_unique_res_files_carry_times_found(tmp_path, results):
     ranking = rank(results)
     (tmp_path / "unique").mkdir()
-    (tmp_path / "unique" / "stale.res").write_text("TITL stale")
-    paths = write_unique_res(ranking, tmp_path / "unique")
-    assert sorted(p.name for p in (tmp_path / "unique").iterdir()) == sorted(p.name for p in paths)
+    (tmp_path / "unique" / "Cu-random-000009.res").write_text("TITL stale")  # this run's, from an older ranking
+    (tmp_path / "unique" / "user.res").write_text("TITL user")  # not written by the run: kept
+    paths = write_unique_res(ranking, tmp_path / "unique", owned=["Cu-random-000009"])
+    assert sorted(p.name for p in (tmp_path / "unique").iterdir()) == sorted([*(p.name for p in paths), "user.res"])
     found = {AirssProvider.from_file(str(p)).seed: AirssProvider.from_file(str(p)).appearances for p in paths}
     assert found == {"Cu4-random-000001": 3, "Cu2-random-000003": 1, "Cu-random-000004": 1}
     fcc = AirssProvider.from_file(str(tmp_path / "unique" / "Cu4-random-000001.res"))

@@ -60,8 +60,8 @@ def test_saved_records_and_res_files(tmp_path):
 def test_leftover_temporary_files_are_removed_on_open(tmp_path):
     store = RunStore(tmp_path)
     store.open(MANIFEST)
-    (store.res_dir / ".Cu-random-000003.abc.res.tmp").write_text("TITL half")
-    (store.records_dir / ".Cu-random-000003.json.xyz.tmp").write_text("{")
+    (store.res_dir / ".Cu-random-000003.res.abcd1234.tmp").write_text("TITL half")
+    (store.records_dir / ".Cu-random-000003.json.wxyz_567.tmp").write_text("{")
     store.open(MANIFEST)
     assert list(store.res_dir.iterdir()) == [] and list(store.records_dir.iterdir()) == []
 
