@@ -86,6 +86,10 @@ def read_structures(path: str | Path) -> list[tuple[str, Atoms]]:
         except Exception as err:  # each reader raises its own kinds of error
             problems.append(f"{file.name}: {' '.join(str(err).split())[:80] or type(err).__name__}")
             continue
+        frames = [atoms for atoms in frames if len(atoms)]
+        if not frames:
+            problems.append(f"{file.name}: no atoms in it")
+            continue
         for i, atoms in enumerate(frames):
             label = file.name if len(frames) == 1 else f"{file.name}@{i}"
             out.append(
@@ -141,7 +145,9 @@ class FileSeedSource:
             if not 0 <= int(k) < len(self.structures):
                 raise SeedSourceError(f"file:{self.path} holds {len(self.structures)} structures, no seed {k}")
             label, atoms = self.structures[int(k)]
-            seeds.append(make_seed(atoms.copy(), _counts(atoms), self.name, int(k), run_seed=run_seed, file=label))
+            own = _counts(atoms)
+            named = {el: own[el] for el in counts if el in own} if set(own) == set(counts) else own  # target's order
+            seeds.append(make_seed(atoms.copy(), named, self.name, int(k), run_seed=run_seed, file=label))
         return seeds
 
 
