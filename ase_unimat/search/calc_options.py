@@ -52,6 +52,12 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _path(value: Any) -> str:
+    if isinstance(value, Path):
+        return str(value)
+    return _text(value)
+
+
 def _device(value: Any) -> str:
     text = _text(value).lower()
     if text not in ("auto", "cpu", "cuda") and not text.startswith("cuda:"):
@@ -122,11 +128,11 @@ KNOWN_OPTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ecutrho": _number,
         "kspacing": _number,
         "kpts": _kpts,
-        "pseudo_dir": _text,
+        "pseudo_dir": _path,
         "pseudopotentials": _pseudopotentials,
         "functional": _text,
         "smearing": _smearing,
-        "directory": _text,
+        "directory": _path,
         "input_data": _input_data,
     },
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
@@ -107,3 +108,15 @@ def test_bad_refine_options(tmp_path, kwargs, error, match, monkeypatch):
     with pytest.raises(error, match=match):
         Search("CuAu", **FAST, out=tmp_path / "run", **kwargs)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("pw.x") is None, reason="Quantum ESPRESSO pw.x not installed")
+def test_emt_screen_then_quantum_espresso_refine_of_aluminium(tmp_path):
+    qe = {"ecutwfc": 15, "kpts": [4, 4, 4], "smearing": 0.02, "directory": str(tmp_path / "pw")}
+    search = Search("Al", **{**FAST, "n": 3, "formula_units": 1}, out=tmp_path / "run", refine="espresso",
+                    refine_options=qe, refine_top=1, optimizer="BFGS")  # fmt: skip
+    final = search.run()
+    assert len(final) == 1 and final[0].best.seed_info["level1_rank"] == 1
+    assert final[0].best.enthalpy < -50  # a DFT total energy (eV), not EMT's near-zero one
+    assert AirssProvider.from_file(str(next((tmp_path / "run" / "refine" / "res").glob("*.res")))).appearances == 1
