@@ -97,7 +97,7 @@ def check_calculator_spec(spec: Any, *, symbols: Sequence[str] = (), options: Ma
         raise CalculatorError(f"calculator must be a name, 'module:factory' or an ASE calculator, got {spec!r}")
     name = spec.strip()
     if ":" in name:
-        _import_factory(name)
+        _check_factory_options(name, _import_factory(name), dict(options or {}))
         return
     key = name.lower()
     if key not in CALCULATOR_NAMES:
@@ -152,6 +152,23 @@ def _import_factory(spec: str) -> Callable[..., Any]:
     if not callable(factory):
         raise CalculatorError(f"module {module_name!r} has no callable {attr!r}")
     return factory
+
+
+def _check_factory_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Refuse options the user's factory does not take (before anything runs)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        takes = ", ".join(p for p in signature.parameters if p not in ("args", "kwargs")) or "none"
+        raise CalculatorError(
+            f"calculator factory {name} does not take these options ({err}; it takes: {takes})"
+        ) from None
 
 
 def _import_module(module_name: str) -> Any:

@@ -102,3 +102,13 @@ def test_factory_module_in_the_current_directory(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
     with pytest.raises(CalculatorError, match="no localcalc_missing.py"):
         check_calculator_spec("localcalc_missing:factory")
+
+
+def test_options_a_factory_does_not_take_are_refused_before_it_runs(tmp_path, monkeypatch):
+    (tmp_path / "localcalc_opts.py").write_text(
+        "from ase.calculators.emt import EMT\n\ndef factory(delay=0):\n    return EMT()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    check_calculator_spec("localcalc_opts:factory", options={"delay": "1"})
+    with pytest.raises(CalculatorError, match="does not take these options.*it takes: delay"):
+        check_calculator_spec("localcalc_opts:factory", options={"ecutwfc": "30"})
