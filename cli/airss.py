@@ -88,7 +88,8 @@ def main() -> None:
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
     "prototype templates), random, template, mixed:F (F unimat, rest random) or weights like "
-    "unimat:0.5,template:0.3,random:0.2.",
+    "unimat:0.5,template:0.3,random:0.2, or file:PATH (structures from a file, folder, glob or earlier run "
+    "directory).",
 )
 @click.option(
     "--calc",
