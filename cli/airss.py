@@ -301,10 +301,28 @@ def report_command(run_dir: Path, out: Path | None, top: int) -> None:
         ranking = rank(store.results())
         write_csv(ranking, run_dir / "ranked.csv")
         click.echo(format_table(ranking, limit=top))
+        _report_refined(run_dir)
         paths = make_report(run_dir, out=out)
     except (ValueError, OSError) as err:
         raise click.ClickException(_one_line(err)) from None
     click.echo("pictures: " + ", ".join(str(p) for p in paths))
+
+
+def _report_refined(run_dir: Path) -> None:
+    """The final-level table of a two-level run (``RUN_DIR/refine``), when it has one."""
+    from ase_unimat.search.rank import rank
+    from ase_unimat.search.refine import REFINE_DIR, format_refined_table, write_refined_csv
+    from ase_unimat.search.store import RunStore
+
+    store = RunStore(run_dir / REFINE_DIR)
+    if not store.manifest_path.is_file():
+        return
+    manifest = store.read_manifest()
+    ranking = rank(store.results())
+    write_refined_csv(ranking, store.root / "ranked.csv")
+    table = format_refined_table(ranking, calculator=manifest.get("calculator", ""),
+                                 first_calculator=manifest.get("first_calculator", ""))  # fmt: skip
+    click.echo("\n" + table)
 
 
 def _refine_choice(options: dict[str, Any]) -> tuple[str | None, int]:

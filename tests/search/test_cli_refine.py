@@ -62,6 +62,8 @@ def test_emt_screen_then_emt_refine_end_to_end(tmp_path):
     rows = list(csv.DictReader((out / "refine" / "ranked.csv").open()))
     assert 1 <= len(rows) <= 2 and {row["level1_rank"] for row in rows} <= {"1", "2"}
     assert len(list((out / "refine" / "res").glob("*.res"))) == 2
+    report = _invoke(["report", out])
+    assert report.exit_code == 0 and "final level (emt); L1 = first level (emt)" in report.output
 
 
 def test_calc_config_and_options_reach_the_manifests(tmp_path, monkeypatch):
