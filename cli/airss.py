@@ -138,6 +138,18 @@ def main() -> None:
     metavar="KEY=VALUE",
     help="Option of the --refine calculator (repeatable; the keys of --calc-opt).",
 )
+@click.option(
+    "--refine-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-time limit per --refine relaxation in seconds  [default: --time-limit].",
+)
+@click.option(
+    "--refine-max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Optimizer steps per --refine relaxation  [default: --max-steps].",
+)
 @click.option("--pressure", type=float, default=0.0, show_default=True, help="External pressure in GPa.")
 @click.option(
     "--fmax",
@@ -257,6 +269,7 @@ def run_command(**options: Any) -> None:
             refine=refine,
             refine_options=refine_options if refine is not None else None,
             refine_top=refine_top,
+            refine_settings=_refine_settings(options) if refine is not None else None,
         )
         if not options["quiet"]:
             search.attach(_progress_printer(search))
@@ -325,13 +338,21 @@ def _report_refined(run_dir: Path) -> None:
     click.echo("\n" + table)
 
 
+def _refine_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The second level's relaxation settings that differ from the first's."""
+    keys = {"refine_time_limit": "time_limit", "refine_max_steps": "max_steps"}
+    return {field: options[name] for name, field in keys.items() if options[name] is not None}
+
+
 def _refine_choice(options: dict[str, Any]) -> tuple[str | None, int]:
     """(refine calculator or None, refine top) from the options, refusing half-given ones."""
     refine, top = options["refine"], options["refine_top"]
     if refine is not None and (not refine.strip() or refine.startswith("-")):
         raise click.ClickException("--refine needs a second calculator, e.g. --refine espresso")
-    if refine is None and (top is not None or options["refine_opts"]):
-        given = "--refine-top" if top is not None else "--refine-opt"
+    halves = {"--refine-top": top, "--refine-opt": options["refine_opts"] or None,
+              "--refine-time-limit": options["refine_time_limit"], "--refine-max-steps": options["refine_max_steps"]}  # fmt: skip
+    given = next((name for name, value in halves.items() if value is not None), None)
+    if refine is None and given is not None:
         raise click.ClickException(f"{given} needs --refine CALC (the second-level calculator)")
     if top is not None and top < 1:
         raise click.ClickException(f"--refine-top must be >= 1 (structures to refine), got {top}")

@@ -129,6 +129,9 @@ class Search:
         ``refine_options``) from their first-level geometry (:class:`~ase_unimat.search.refine.Refine`,
         stored in ``out/refine``). :meth:`irun` then also yields the refinements, and :meth:`run`
         returns the final-level ranking (``self.ranking`` stays the first level's).
+    refine_settings
+        Relaxation settings of the second level that differ from the first's, e.g.
+        ``{"time_limit": 3600, "max_steps": 200}`` (keys of :class:`~ase_unimat.search.relax.RelaxSettings`).
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class Search:
         refine: Any = None,
         refine_options: Mapping[str, Any] | None = None,
         refine_top: int = 5,
+        refine_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(n, bool) or int(n) != n or n < 0:
             raise SearchError(f"n must be a non-negative integer, got {n!r}")
@@ -196,14 +200,18 @@ class Search:
         self.ordered_templates = bool(ordered_templates)
         self.source = self._seed_source()
         self._check_file_seeds()
-        if refine is None and refine_options:
-            raise SearchError("refine options were given without a refine calculator")
+        if refine is None and (refine_options or refine_settings):
+            raise SearchError("refine options or settings were given without a refine calculator")
         self.refiner = None
         if refine is not None:
             from ase_unimat.search.refine import Refine
 
+            try:
+                second = dataclasses.replace(self.settings, **dict(refine_settings or {}))
+            except (TypeError, ValueError) as err:
+                raise SearchError(f"refine settings: {err}") from None
             self.refiner = Refine(self, calculator=refine, calculator_options=refine_options, top=refine_top,
-                                  workers=self.workers, executor=self.executor)  # fmt: skip
+                                  settings=second, workers=self.workers, executor=self.executor)  # fmt: skip
         self.refined: list[RelaxResult] = []  # refinements finished by this object
         self.refined_ranking: Ranking | None = None
         self.results: list[RelaxResult] = []  # relaxations finished by this object (not earlier runs)

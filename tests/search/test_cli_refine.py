@@ -87,6 +87,7 @@ def test_calc_config_and_options_reach_the_manifests(tmp_path, monkeypatch):
         (["--calc", "emt", "--refine"], "--refine needs a second calculator"),
         (["--calc", "emt", "--refine", "--refine-top", "3"], "--refine needs a second calculator"),
         (["--calc", "emt", "--refine-top", "3"], "--refine-top needs --refine"),
+        (["--calc", "emt", "--refine-time-limit", "60"], "--refine-time-limit needs --refine"),
         (["--calc", "emt", "--refine", "emt", "--refine-top", "0"], "--refine-top must be >= 1"),
         (["--calc", "emt", "--refine", "espresso"], "apt-get install quantum-espresso"),
         (["--calc", "emt", "--calc-opt", "device=cpu"], "unknown --calc-opt 'device' for calculator emt (known: none)"),

@@ -86,6 +86,15 @@ def test_a_changed_refine_option_is_refused_by_name_before_anything_runs(tmp_pat
     assert len(list((out / "records").glob("*.json"))) == 6  # the larger -n relaxed nothing
 
 
+def test_refine_settings_differ_from_the_first_level(tmp_path):
+    search = Search("CuAu", **FAST, out=tmp_path, refine="emt", refine_top=1, refine_settings={"max_steps": 7})
+    assert search.refiner.settings.max_steps == 7 and search.settings.max_steps == 40
+    search.run()
+    assert json.loads((tmp_path / "refine" / "manifest.json").read_text())["settings"]["max_steps"] == 7
+    with pytest.raises(SearchError, match="refine settings"):
+        Search("CuAu", **FAST, refine="emt", refine_settings={"fmax": -1})
+
+
 def test_refine_a_finished_run_directory(tmp_path):
     Search("CuAu", **FAST, out=tmp_path).run()
     step = Refine(tmp_path, calculator="emt", top=2)
