@@ -139,6 +139,7 @@ def one_system(name: str, counts: dict[str, int], units: int, settings: dict[str
                  "spacegroup": r.spacegroup} for r in results]  # fmt: skip
 
     screen_wall = screen_wall if screen_wall is not None else two_wall
+    lowest = min((r.enthalpy / len(r.atoms) - h_ref for r in dft_two + dft_one if r.ok), default=None)
     return {
         "name": name,
         "atoms_per_cell": sum(counts.values()) * units,
@@ -150,6 +151,10 @@ def one_system(name: str, counts: dict[str, int], units: int, settings: dict[str
             "wall_s": round(reference.wall_time, 2),
             "spacegroup": reference.spacegroup,
         },  # fmt: skip
+        # A structure well below the reference means these QE settings do not reproduce the known
+        # ground state: then any "hit" is trivial, and the composition says nothing about the search.
+        "lowest_found_minus_reference_eV_per_atom": lowest,
+        "reference_is_lowest": lowest is None or lowest >= -settings["tolerance_eV_per_atom"],
         "two_level": {
             "found": hit_two is not None,
             "dft_relaxations_to_ground_state": hit_two if hit_two is not None else len(dft_two),
