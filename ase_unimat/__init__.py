@@ -1,18 +1,23 @@
-"""ase-unimat: crystal-structure search seeded by a UniMat diffusion model."""
+"""ase-unimat: crystal-structure search seeded by a UniMat diffusion model.
+
+The package is split by layer, in pipeline order (see ARCHITECTURE.md): ``core`` (periodic table,
+formula, representation), ``data`` (HDF5 datasets and conversion), ``model`` (networks, diffusion,
+samplers, checkpoints), ``training``, ``generation`` (``generate``), ``search`` (``Search``) and
+``evaluation``. ``from ase_unimat import generate, Search`` are the two entry points for scripts.
+"""
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
-# Imported on first use so that `import ase_unimat` stays light (no torch).
+# Imported on first use (PEP 562) so that `import ase_unimat` stays light: no torch, no pymatgen.
 _LAZY = {
-    "generate": "ase_unimat.generate",
-    "load_model": "ase_unimat.generate",
-    "UniMatStartGenerator": "ase_unimat.generate",
+    "generate": "ase_unimat.generation",
+    "load_model": "ase_unimat.generation",
+    "UniMatStartGenerator": "ase_unimat.generation",
+    "Search": "ase_unimat.search.search",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -22,19 +27,3 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ase_unimat' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """Keeps ``ase_unimat.generate`` the function although a submodule of that name exists.
-
-    Importing a submodule makes Python ``setattr`` it on the package; for the lazily exported
-    names that would shadow the function with the module, so those assignments are skipped.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -7,13 +7,16 @@ module here not starting with ``_``) that defines
 
 returning JSON-ready results. The runner calls it, adds run metadata (time, wall seconds, machine,
 git commit) and writes ``<out_dir>/<name>.json`` (``<name>_quick.json`` with ``--quick``). A
-benchmark may write its own extra files (PNG plots, a markdown summary) into ``out_dir``.
+benchmark may write its own extra files (PNG plots, a markdown summary) into ``out_dir``. One whose
+``run`` also takes ``dry_run`` has a dry run (``--dry-run``: the same code at tiny sizes, e.g. a GPU
+benchmark on the CPU), written to ``<name>_dry_run.json``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib
+import inspect
 import json
 import math
 import os
@@ -76,6 +79,7 @@ def run_benchmark(
     name: str,
     *,
     quick: bool = False,
+    dry_run: bool = False,
     out_dir: Path | None = None,
     package: str = "bench",
     say: Callable[[str], None] = print,
@@ -88,22 +92,29 @@ def run_benchmark(
     out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(benchmarks[name])
-    say(f"running {name}{' (quick)' if quick else ''} -> {out_dir}")
+    extra = {}
+    if dry_run:
+        if "dry_run" not in inspect.signature(module.run).parameters:
+            raise BenchmarkError(f"benchmark {name!r} has no dry run")
+        extra["dry_run"] = True
+    mode = "".join(label for flag, label in ((dry_run, " (dry run)"), (quick, " (quick)")) if flag)
+    say(f"running {name}{mode} -> {out_dir}")
     started = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
-    result = module.run(quick=quick, out_dir=out_dir)
+    result = module.run(quick=quick, out_dir=out_dir, **extra)
     if not isinstance(result, dict):
         raise BenchmarkError(f"benchmark {name!r} returned {type(result).__name__}, not a dict")
     record = {
         "benchmark": name,
         "quick": bool(quick),
+        **({"dry_run": True} if dry_run else {}),
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - start, 2),
         "machine": machine_info(),
         "git_commit": git_commit(),
         "result": result,
     }
-    path = out_dir / f"{name}{'_quick' if quick else ''}.json"
+    path = out_dir / f"{name}{'_dry_run' if dry_run else ''}{'_quick' if quick else ''}.json"
     path.write_text(json.dumps(json_safe(record), indent=1) + "\n")
     say(f"{name}: {record['wall_s']:.1f} s, wrote {path}")
     return path

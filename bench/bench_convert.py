@@ -41,7 +41,7 @@ def size_report(path: Path, n: int) -> dict:
 
 def parse_times(inputs: list[Path], n: int) -> dict:
     """Milliseconds per CIF for the fast P1 reader and for pymatgen over the first ``n`` of each input."""
-    from ase_unimat.readers import iter_raw, parse_cif
+    from ase_unimat.data.readers import iter_raw, parse_cif
 
     texts = [raw.payload for path in inputs for raw in itertools.islice(iter_raw(path), n)]
     out = {"cifs": len(texts)}
@@ -55,7 +55,7 @@ def parse_times(inputs: list[Path], n: int) -> dict:
 
 def run(*, quick: bool, out_dir: Path) -> dict:
     """Convert the shared data with 1 and 2 workers; sizes and CIF parse times."""
-    from ase_unimat.convert import ConvertOptions, convert, parse_columns
+    from ase_unimat.data.convert import ConvertOptions, convert, parse_columns
 
     if quick:
         inputs = [SHARED_DATA / "mp_20" / "val.csv.gz", SHARED_DATA / "mp_20" / "test.csv.gz"]

@@ -44,7 +44,7 @@ def measure(path: Path, *, in_memory: bool, seconds: float) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=in_memory)
     augmented = UniMatDataset(path, in_memory=in_memory, augment=True)
@@ -74,11 +74,11 @@ def run(*, quick: bool, out_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = DEFAULT_FILE
         if not path.is_file():
-            from ase_unimat.convert import convert
+            from ase_unimat.data.convert import convert
 
             path = Path(tmp) / "mp20_train.h5"
             convert([SHARED_DATA / "mp_20" / "train.csv.gz"], path)
-        from ase_unimat.dataset import UniMatDataset
+        from ase_unimat.training.dataset import UniMatDataset
 
         return {
             "command": f"python -m bench dataset{' --quick' if quick else ''}", "dataset": str(path),

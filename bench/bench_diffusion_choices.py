@@ -42,7 +42,7 @@ VARIANTS = {
 
 def variant_config(changes: dict, *, steps: int):
     """The "cpu" config with ``changes`` and a short-run training schedule."""
-    from ase_unimat.config import from_dict, named_config, to_dict
+    from ase_unimat.model.config import from_dict, named_config, to_dict
 
     data = to_dict(named_config("cpu"))
     for section, values in changes.items():
@@ -59,9 +59,9 @@ def score_on_val(model, *, k: int, steps: int, sampler: str = "ddim", guidance: 
     """
     import numpy as np
 
-    from ase_unimat.dataset import read_atoms
-    from ase_unimat.generate import generate, load_model
-    from ase_unimat.metrics import csp_match, structure_validity
+    from ase_unimat.data.hdf5 import read_atoms
+    from ase_unimat.evaluation.metrics import csp_match, structure_validity
+    from ase_unimat.generation import generate, load_model
 
     references = read_atoms(VAL)
     model = load_model(model, device="cpu")
@@ -94,7 +94,7 @@ def run(*, quick: bool, out_dir: Path, steps: int | None = None, k: int | None =
     """Short trainings of the atom network per diffusion choice, scored on mp_20/val (CSP match, validity)."""
     import torch
 
-    from ase_unimat.trainer import train
+    from ase_unimat.training.trainer import train
 
     steps = steps or (60 if quick else 700)
     k = k or (1 if quick else 4)

@@ -3,7 +3,7 @@
 Run:  python -m bench model_quality [--quick]   (the shipped models/unimat-mp20; from Python:
       ``run(quick=False, out_dir=..., model="path/to/model.pt")`` or :func:`run_model_quality`)
 
-Protocol (issue 7, with the instruments of ``ase_unimat.metrics`` and ``ase_unimat.stability``):
+Protocol (issue 7, with the instruments of ``ase_unimat.evaluation.metrics`` and ``ase_unimat.evaluation.sun``):
 
 1. **CSP**. Each test structure's cell composition is sampled by the model (the sampler's own
    defaults: ancestral, the model's steps and guidance), all compositions of a batch together (the
@@ -15,7 +15,7 @@ Protocol (issue 7, with the instruments of ``ase_unimat.metrics`` and ``ase_unim
 2. **Generative metrics** (``metrics.generation_metrics``, mp_20 coverage cutoffs) of the k = 1
    samples against the test set. The compositions are given (CSP setting), so composition validity
    and the element-count distance describe the test set more than the model.
-3. **Stability** (``stability.stability_report``): a seeded subset of the k = 1 samples is relaxed
+3. **Stability** (``sun.stability_report``): a seeded subset of the k = 1 samples is relaxed
    (CHGNet, FIRE + FrechetCellFilter, fmax 0.05, <= 500 steps, 2 worker processes with one thread
    each) and placed on a hull of competing phases from the shared data (mp_20 train + extra MP,
    lowest-DFT-energy polymorph per formula) relaxed the same way -- only the chemical systems of the
@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ase_unimat.core.geometry import atom_counts
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "model_quality"
 TEST_CSV = "mp_20/test.csv.gz"  # under the shared data folder
@@ -101,7 +103,7 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     ``path`` (a CSV or the converter's HDF5), else ``$UNIMAT_TEST_H5``, else
     ``<shared data>/mp_20/test.csv.gz`` read with the converter's readers.
     """
-    from ase_unimat.stability import default_data_dir
+    from ase_unimat.evaluation.reference import default_data_dir
 
     path = Path(path) if path is not None else None
     if path is None and os.environ.get(TEST_H5_VARIABLE):
@@ -110,12 +112,12 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
     if not path.exists():
         raise FileNotFoundError(f"mp_20 test set {path} not found (set UNIMAT_SHARED_DATA or {TEST_H5_VARIABLE})")
     if path.suffix in (".h5", ".hdf5"):
-        from ase_unimat.dataset import read_atoms
+        from ase_unimat.data.hdf5 import read_atoms
 
         return read_atoms(path), str(path)
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.readers import RecordError, iter_records
+    from ase_unimat.data.readers import RecordError, iter_records
 
     structures = []
     for record in iter_records(path):
@@ -126,14 +128,6 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
         atoms.info["material_id"] = record.record_id
         structures.append(atoms)
     return structures, str(path)
-
-
-def counts_of(atoms: Any) -> dict[str, int]:
-    """Element counts of one cell."""
-    counts: dict[str, int] = {}
-    for symbol in atoms.get_chemical_symbols():
-        counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
 
 
 def seeded_subset(candidates: Sequence[int], n: int | None, *, seed: int, salt: int) -> list[int]:
@@ -169,9 +163,9 @@ def sample_compositions(
     import numpy as np
     import torch
 
-    from ase_unimat.formula import FormulaError
-    from ase_unimat.generate import composition_for
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.core.formula import FormulaError
+    from ase_unimat.generation import composition_for
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     sample = get_sampler(settings.sampler)
     cfg = net.config.diffusion
@@ -212,7 +206,7 @@ def csp_samples(
     wall times / failure notes.
     """
     def jobs_for(indices: Sequence[int], js: range) -> list[tuple[dict[str, int], int, dict[str, Any]]]:
-        return [(counts_of(references[i]), sample_seed(settings.seed, i, j),
+        return [(atom_counts(references[i]), sample_seed(settings.seed, i, j),
                  {"material_id": references[i].info.get("material_id", str(i)), "test_index": i, "sample": j})
                 for i in indices for j in js]  # fmt: skip
 
@@ -241,7 +235,7 @@ def csp_scores(
     samples: dict[int, list[Any]], references: Sequence[Any], topk_indices: Sequence[int], *, k: int
 ) -> dict[str, Any]:
     """match@1 / RMSE@1 over every sampled reference, match@k / RMSE@k over ``topk_indices``."""
-    from ase_unimat.metrics import CSP_MATCHER, csp_match
+    from ase_unimat.evaluation.metrics import CSP_MATCHER, csp_match
 
     indices = sorted(samples)
     at_1 = csp_match([samples[i][:1] for i in indices], [references[i] for i in indices], k=1)
@@ -258,7 +252,7 @@ def reference_fingerprints(references: Sequence[Any], cache_dir: Path | None) ->
     """``metrics.fingerprints`` of ``references``, read from / written to ``cache_dir`` (keyed by content)."""
     import numpy as np
 
-    from ase_unimat.metrics import Fingerprints, fingerprints
+    from ase_unimat.evaluation.metrics import Fingerprints, fingerprints
 
     digest = hashlib.sha1()
     for atoms in references:
@@ -271,10 +265,9 @@ def reference_fingerprints(references: Sequence[Any], cache_dir: Path | None) ->
         return Fingerprints(structure=data["structure"], composition=data["composition"])
     result = fingerprints(list(references))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, structure=result.structure, composition=result.composition)
-        tmp.replace(path)
+        from ase_unimat.core.atomic import atomic_write
+
+        atomic_write(path, lambda handle: np.savez(handle, structure=result.structure, composition=result.composition))
     return result
 
 
@@ -282,7 +275,7 @@ def generative_scores(
     generated: Sequence[Any], references: Sequence[Any], *, cache_dir: Path | None
 ) -> dict[str, Any]:
     """``metrics.generation_metrics`` (mp_20 cutoffs) of ``generated`` against ``references``."""
-    from ase_unimat.metrics import generation_metrics
+    from ase_unimat.evaluation.metrics import generation_metrics
 
     ref_fp = reference_fingerprints(references, cache_dir)
     out = generation_metrics(list(generated), list(references), dataset="mp_20", reference_fingerprints=ref_fp)
@@ -297,7 +290,7 @@ def generative_scores(
 def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) -> list[str]:
     """Elements with neither an elemental phase in ``hull_records`` nor an ASE reference state: no hull
     containing them can be built by ``stability`` (it raises)."""
-    from ase_unimat.stability import elemental_fallbacks
+    from ase_unimat.evaluation.elements import elemental_fallbacks
 
     have = {next(iter(r.elements)) for r in hull_records if len(r.elements) == 1}
     missing = []
@@ -310,20 +303,20 @@ def unreferenced_elements(elements: Iterable[str], hull_records: Sequence[Any]) 
 
 
 def training_records(training: Sequence[Any], formulas: set[str]) -> list[Any]:
-    """``stability.ReferenceRecord`` s of the training structures whose reduced formula is in ``formulas``
+    """``reference_data.ReferenceRecord`` s of the training structures whose reduced formula is in ``formulas``
     (novelty compares only structures of the same reduced formula)."""
     import warnings
 
     from pymatgen.core import Composition
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.stability import ReferenceRecord
+    from ase_unimat.evaluation.reference import ReferenceRecord
 
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, atoms in enumerate(training):
-            counts = counts_of(atoms)
+            counts = atom_counts(atoms)
             if Composition(counts).reduced_formula not in formulas:
                 continue
             cif = AseAtomsAdaptor.get_structure(atoms).to(fmt="cif")
@@ -344,14 +337,11 @@ def stability_scores(
     import numpy as np
     from pymatgen.core import Composition
 
+    from ase_unimat.evaluation.elements import elemental_fallbacks
+    from ase_unimat.evaluation.hull import EnergyCache, phase_energies
+    from ase_unimat.evaluation.reference import competing_phases
+    from ase_unimat.evaluation.sun import stability_report
     from ase_unimat.search.relax import RelaxSettings
-    from ase_unimat.stability import (
-        EnergyCache,
-        competing_phases,
-        elemental_fallbacks,
-        phase_energies,
-        stability_report,
-    )
 
     limit = settings.hull_max_dft_e_above_hull
     hull = [r for r in hull_records  # elements always kept; NaN (unknown) kept
@@ -406,7 +396,7 @@ def stability_scores(
     phases_s = time.perf_counter() - phases_start
     if not kept:
         return {"skipped": "no sample has a defined hull", "unreferenced_elements": sorted(unreferenced)}
-    formulas = {Composition(counts_of(a)).reduced_formula for _, a in kept}
+    formulas = {Composition(atom_counts(a)).reduced_formula for _, a in kept}
     start = time.perf_counter()
     report = stability_report([a for _, a in kept], calculator=settings.calculator, cache=cache, hull_records=hull,
                               training_records=training_records(training, formulas), settings=relax_settings,
@@ -428,7 +418,7 @@ def stability_scores(
             "elemental_phase_failed_to_relax": failed_elements,
         },
         "candidates": len(samples),
-        "hull": {"sources": "mp_20/train + extra_mp (stability.HULL_SOURCES), <= 20 atoms; elements at any size or fallbacks",
+        "hull": {"sources": "mp_20/train + extra_mp (reference_data.HULL_SOURCES), <= 20 atoms; elements at any size or fallbacks",
                  "per_formula": 1, "max_dft_e_above_hull": limit, "chemical_systems": len(systems),
                  "phases_relaxed": len(phases), "restricted_to": "the chemical systems of the relaxed samples"},
         "relax": {"calculator": settings.calculator, "calculator_options": options, "workers": settings.workers,
@@ -446,8 +436,8 @@ def model_identity(model: Any) -> dict[str, Any]:
     """Name, file and training step of ``model`` (a path, a name, None or a loaded model)."""
     import torch
 
-    from ase_unimat.diffusion import UniMatModel
-    from ase_unimat.generate import resolve_model_path
+    from ase_unimat.model.bundled import resolve_model_path
+    from ase_unimat.model.diffusion import UniMatModel
 
     if isinstance(model, UniMatModel):
         return {"name": getattr(model, "model_name", model.config.name), "path": None, "step": None}
@@ -459,8 +449,8 @@ def model_identity(model: Any) -> dict[str, Any]:
 
 def default_training(model: Any) -> list[Any]:
     """The model folder's ``reference.h5`` (its training structures) as ``ase.Atoms``."""
-    from ase_unimat.dataset import read_atoms
-    from ase_unimat.generate import resolve_model_path
+    from ase_unimat.data.hdf5 import read_atoms
+    from ase_unimat.model.bundled import resolve_model_path
 
     path = resolve_model_path(model).parent / "reference.h5"
     if not path.exists():
@@ -491,7 +481,7 @@ def run_model_quality(
     references
         Test structures (default: mp_20/test via :func:`load_test_set`).
     hull_records
-        Competing phases (default: ``stability.load_reference_records()`` of ``HULL_SOURCES``).
+        Competing phases (default: ``reference_data.load_reference_records()`` of ``HULL_SOURCES``).
     training
         Training structures for novelty (default: the model folder's ``reference.h5``).
     cache_dir
@@ -501,7 +491,7 @@ def run_model_quality(
     import numpy as np
     import torch
 
-    from ase_unimat.generate import load_model
+    from ase_unimat.generation import load_model
 
     wall: dict[str, float] = {}
     start = time.perf_counter()
@@ -531,7 +521,7 @@ def run_model_quality(
     say(f"generation: { {k: v for k, v in generation.items() if isinstance(v, float)} }")
     stability: dict[str, Any] = {"skipped": "n_stability = 0"}
     if settings.n_stability:
-        from ase_unimat.stability import HULL_SOURCES, load_reference_records
+        from ase_unimat.evaluation.reference import HULL_SOURCES, load_reference_records
 
         start = time.perf_counter()
         hull = list(hull_records) if hull_records is not None else load_reference_records(sources=HULL_SOURCES)

@@ -23,7 +23,7 @@ def load_batches(path: str, batch_size: int, count: int, *, seed: int = 0) -> li
     import numpy as np
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=True)
     rng = np.random.default_rng(seed)
@@ -38,7 +38,7 @@ def load_batches(path: str, batch_size: int, count: int, *, seed: int = 0) -> li
 
 def with_network(base, network: str, **model):
     """A copy of config ``base`` with another network / model fields."""
-    from ase_unimat.config import from_dict, to_dict
+    from ase_unimat.model.config import from_dict, to_dict
 
     data = to_dict(base)
     data["model"].update(network=network, **model)
@@ -49,7 +49,7 @@ def time_training(config, batches, *, device: str = "cpu") -> dict:
     """Median seconds per optimiser step over ``batches`` (the first one is a warm-up)."""
     import torch
 
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.diffusion import build_model
 
     torch.manual_seed(0)
     model = build_model(config).to(device).train()
@@ -86,7 +86,7 @@ def run(*, quick: bool, out_dir: Path, data: str = DATA, threads: int = 1, devic
     """Training step time and samples/s of the atom and dense networks at equal width (CPU)."""
     import torch
 
-    from ase_unimat.config import named_config
+    from ase_unimat.model.config import named_config
 
     torch.set_num_threads(threads)
     cpu = named_config("cpu")

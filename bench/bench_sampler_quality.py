@@ -26,7 +26,7 @@ def run(*, quick: bool, out_dir: Path, model=None, k: int | None = None, setting
     """Sampler settings compared on one trained model (CSP match rate, validity, time) on mp_20/val."""
     import torch
 
-    from ase_unimat.generate import load_model
+    from ase_unimat.generation import load_model
     from bench.bench_diffusion_choices import score_on_val
 
     torch.set_num_threads(1)

@@ -1,11 +1,15 @@
-"""Sampling throughput (structures/s) against the number of steps, for <= 20-atom cells (JSON to bench/results/).
+"""Sampling throughput (structures/s) of the default sampler before and after issue 14, <= 20-atom cells (JSON).
 
-Run:  python -m bench sampling [--quick]
-(or from Python: ``run(quick=False, out_dir=..., model="models/unimat-mp20", device="cuda")``)
+Run:  nice -n 5 python -m bench sampling [--quick]
+      (models: the shipped models/unimat-mp20 plus UNIMAT_SAMPLING_MODELS=a.pt,b.pt; torch threads:
+      UNIMAT_SAMPLING_THREADS=1,2 (the default); from Python
+      ``run(quick=False, out_dir=..., models=["unimat-mp20", "/tmp/gen_model/model.pt"])``)
 
-Compositions are those of the validation set (2-20 atoms), cycled to fill the batches; the
-structures are decoded to Atoms, so the time is what ``generate()`` costs per structure. Without
---model a freshly initialised network of the "cpu" config is timed (same cost as a trained one).
+128 mp_20/val compositions (2-20 atoms, cycled) are sampled in one batch, as ``generate()`` batches
+all requested samples, and decoded to Atoms. Each setting is timed with 1 and with 2 torch threads.
+Beside wall-clock structures/s the JSON gives structures per CPU-second of the process: on a
+machine shared with other jobs (``load_average``) the wall clock undercounts what the cores
+deliver, and the CPU-time rate with 1 thread is what one idle core gives.
 """
 
 from __future__ import annotations
@@ -15,13 +19,24 @@ import time
 from pathlib import Path
 
 VAL = "/work/data/mp20_val.h5"
+BEFORE = {"label": "before: ancestral 50 steps + 1 corrector (100 network calls)", "sampler": "ancestral",
+          "steps": 50, "corrector_steps": 1}  # fmt: skip
+
+
+def after_setting() -> dict:
+    """The default sampler of ``generate()`` now (sampler, steps, corrector steps)."""
+    from ase_unimat.generation import DEFAULT_SAMPLER, DEFAULT_STEPS
+
+    calls = DEFAULT_STEPS * (1 + int(DEFAULT_SAMPLER == "ancestral"))
+    return {"label": f"after: {DEFAULT_SAMPLER} {DEFAULT_STEPS} steps ({calls} network calls)",
+            "sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "corrector_steps": 1}  # fmt: skip
 
 
 def val_compositions(path: str, count: int):
     """(count, 9, 18) compositions of the validation file, cycled."""
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(path, in_memory=True)
     grids = [dataset[i]["composition"] for i in range(len(dataset))]
@@ -29,13 +44,13 @@ def val_compositions(path: str, count: int):
 
 
 def time_sampling(model, compositions, *, sampler: str, steps: int, batch_size: int, device) -> dict:
-    """Structures per second of sampling + decoding ``compositions`` in batches."""
+    """Structures per second (wall and per CPU-second) of sampling + decoding ``compositions`` in batches."""
     import torch
 
-    from ase_unimat.sampler import get_sampler, to_atoms
+    from ase_unimat.model.sampler import get_sampler, to_atoms
 
     sample = get_sampler(sampler)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     n = 0
     for first in range(0, len(compositions), batch_size):
         chunk = compositions[first : first + batch_size].to(device)
@@ -44,48 +59,48 @@ def time_sampling(model, compositions, *, sampler: str, steps: int, batch_size: 
         n += len(to_atoms(coords, lattice))
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     return {"sampler": sampler, "steps": steps, "batch_size": batch_size, "structures": n,
-            "seconds": round(seconds, 3), "structures_per_s": round(n / seconds, 1)}
+            "seconds": round(seconds, 3), "structures_per_s": round(n / seconds, 1),
+            "structures_per_cpu_s": round(n / cpu_seconds, 1)}  # fmt: skip
 
 
-def run(*, quick: bool, out_dir: Path, model: str | None = None, config: str = "cpu", val: str = VAL,
-        threads: int = 1, device: str = "cpu", batch_size: int = 64) -> dict:
-    """Sampling throughput (structures/s) against steps for <= 20-atom cells, both samplers."""
+def run(*, quick: bool, out_dir: Path, models=None, threads=None, val: str = VAL, device: str = "cpu",
+        batch_size: int = 256) -> dict:  # fmt: skip
+    """Throughput of the default sampler before / after on the shipped (and given) models, 1 and 2 threads."""
     import torch
 
-    from ase_unimat.config import named_config
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.generation import load_model
 
-    torch.set_num_threads(threads)
+    models = models or ["unimat-mp20", *filter(None, os.environ.get("UNIMAT_SAMPLING_MODELS", "").split(","))]
+    threads = threads or [int(t) for t in os.environ.get("UNIMAT_SAMPLING_THREADS", "1,2").split(",")]
     dev = torch.device(device)
-    if model:
-        from ase_unimat.generate import load_model
-
-        net = load_model(model, device=device)
-    else:
-        torch.manual_seed(0)
-        net = build_model(named_config(config)).to(dev).eval()
-    count = 64 if quick else 128
-    compositions = val_compositions(val, count)
-    time_sampling(net, compositions[:8], sampler="ddim", steps=2, batch_size=batch_size, device=dev)  # warm-up
-    cases = []
-    for steps in (10, 50) if quick else (10, 20, 50, 100):
-        for sampler in ("ddim", "ancestral"):
-            cases.append(time_sampling(net, compositions, sampler=sampler, steps=steps, batch_size=batch_size,
-                                       device=dev))
+    compositions = val_compositions(val, 64 if quick else 128)
     natoms = compositions.sum(dim=(1, 2))
+    results = []
+    for name in models:
+        net = load_model(name, device=device)
+        default_corrector = net.config.diffusion.corrector_steps
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            time_sampling(net, compositions[:8], sampler="ddim", steps=2, batch_size=batch_size, device=dev)
+            for setting in (BEFORE, after_setting()):
+                net.config.diffusion.corrector_steps = setting["corrector_steps"]
+                case = time_sampling(net, compositions, sampler=setting["sampler"], steps=setting["steps"],
+                                     batch_size=batch_size, device=dev)  # fmt: skip
+                results.append({"model": str(name), "parameters": sum(p.numel() for p in net.parameters()),
+                                "threads": n_threads, "setting": setting["label"], **case,
+                                "load_average": os.getloadavg()})  # fmt: skip
+                print(results[-1], flush=True)
+        net.config.diffusion.corrector_steps = default_corrector
     return {
-        "benchmark": "sampling + decoding to Atoms, compositions of mp_20/val",
-        "model": model or f"untrained '{config}' config",
-        "network": net.config.model.network,
+        "benchmark": "sampling + decoding to Atoms, compositions of mp_20/val, all in one batch",
+        "command": "nice -n 5 python -m bench sampling" + (" --quick" if quick else "")
+        + f"  (UNIMAT_SAMPLING_MODELS={','.join(map(str, models[1:]))} UNIMAT_SAMPLING_THREADS={','.join(map(str, threads))})",
         "device": str(dev),
-        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-        "threads": threads,
-        "load_average_at_end": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "atoms_per_cell": {"mean": float(natoms.float().mean()), "max": int(natoms.max())},
-        "note": "ancestral uses one Langevin corrector step per step, i.e. 2 network calls per step",
-        "cases": cases,
+        "cases": results,
         "target_structures_per_s_cpu": 20,
-    }
+    }  # fmt: skip

@@ -43,7 +43,7 @@ PRIOR_WEIGHT = 0.1
 
 def ranking_targets(config: dict[str, Any]) -> list[Any]:
     """Held-out test records of 7-20 atoms (unseen formulas, no default search-efficiency target), shuffled."""
-    from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
     from bench.search_efficiency import DEFAULT as SEARCH_DEFAULT
     from bench.search_efficiency import held_out_targets
 
@@ -63,10 +63,10 @@ def denoising_losses(net: Any, candidates: Sequence[Any], counts: dict[str, int]
     """Coordinate and lattice denoising losses ``(C, T)`` of each candidate at ``n_times`` stratified times."""
     import torch
 
-    from ase_unimat.cell_reduction import reduce_cells
-    from ase_unimat.diffusion import wrapped_normal_score
-    from ase_unimat.generate import composition_for
-    from ase_unimat.representation import encode
+    from ase_unimat.core.representation import encode
+    from ase_unimat.generation import composition_for
+    from ase_unimat.model.cell_reduction import reduce_cells
+    from ase_unimat.model.diffusion import wrapped_normal_score
 
     encoded = [encode(a, n_slots=net.n_slots) for a in candidates]
     coords0 = torch.as_tensor(np.stack([c for c, _ in encoded]))  # (C, L, 9, 18, 3)
@@ -123,8 +123,8 @@ def run(*, quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
     from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.generate import load_model
-    from ase_unimat.templates import NoTemplateError, TemplateIndex
+    from ase_unimat.generation import load_model
+    from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")

@@ -37,7 +37,7 @@ def reference_file() -> Path:
     """The reference HDF5: the dataset engineer's full training set, else a cached conversion."""
     if DEFAULT_REFERENCE.is_file():
         return DEFAULT_REFERENCE
-    from ase_unimat.convert import ConvertOptions, convert
+    from ase_unimat.data.convert import ConvertOptions, convert
 
     path = CACHE / "template_reference.h5"
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def load_arrays(path: Path, size: int):
     import h5py
     import numpy as np
 
-    from ase_unimat.representation import lattice_to_cell
+    from ase_unimat.core.representation import lattice_to_cell
 
     with h5py.File(path, "r") as h5:
         ids = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["material_id"][:]]
@@ -67,7 +67,7 @@ def load_arrays(path: Path, size: int):
 
 def _query(index, counts, excluded, n_built: int):
     """One lookup: rank and deduplicate candidates, then build the first ``n_built`` as Atoms."""
-    from ase_unimat.templates import NoTemplateError
+    from ase_unimat.search.templates import NoTemplateError
 
     try:
         result = index.candidates(counts, exclude_ids=excluded)
@@ -92,7 +92,7 @@ def run(*, quick: bool, out_dir: Path, size: int = 10000, n_queries: int | None 
     """Template lookup ms per formula on a 10k reference (leave-one-out)."""
     import numpy as np
 
-    from ase_unimat.templates import TemplateIndex
+    from ase_unimat.search.templates import TemplateIndex
 
     n_queries = n_queries or (60 if quick else 400)
     path = reference_file()

@@ -2,7 +2,7 @@
 
 Run:  python -m bench train [--quick]      (JSON to bench/results/train[_quick].json)
 
-For each batch size, ``ase_unimat.trainer.train`` runs the shipped ``cpu`` config on
+For each batch size, ``ase_unimat.training.trainer.train`` runs the shipped ``cpu`` config on
 ``/work/data/mp20_train.h5`` for a few steps (validation off, one checkpoint at the end) and the
 step time is the median gap between consecutive ``log.jsonl`` records (data loading, forward,
 backward, clipping, AdamW, EMA; the first step is dropped). The bare step is ``model.loss`` +
@@ -24,7 +24,7 @@ EPOCH_STRUCTURES = 8000  # the issue's target: an epoch of 8k structures in <= 6
 
 
 def _config(batch_size: int, steps: int):
-    from ase_unimat.config import from_dict, named_config, to_dict
+    from ase_unimat.model.config import from_dict, named_config, to_dict
 
     data = to_dict(named_config("cpu"))
     data["train"].update(
@@ -36,7 +36,7 @@ def _config(batch_size: int, steps: int):
 
 def trainer_step(batch_size: int, steps: int, out_dir: Path) -> dict:
     """Median seconds per step of the full training loop, from the log's wall times."""
-    from ase_unimat.trainer import train
+    from ase_unimat.training.trainer import train
 
     train(_config(batch_size, steps), out_dir=out_dir, progress=False, resume=False)
     walls = [json.loads(line)["wall_time"] for line in (out_dir / "log.jsonl").read_text().splitlines()]
@@ -50,8 +50,8 @@ def bare_step(batch_size: int, steps: int) -> dict:
     import numpy as np
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.diffusion import build_model
+    from ase_unimat.training.dataset import UniMatDataset
 
     dataset = UniMatDataset(DATA, in_memory=True)
     rng = np.random.default_rng(0)
@@ -77,10 +77,10 @@ def overhead_parts(batch_size: int, repeats: int = 20) -> dict:
     """Median seconds of the trainer's own per-step work: one batch read + collate, EMA update, grad clip."""
     import torch
 
-    from ase_unimat.dataset import UniMatDataset
-    from ase_unimat.diffusion import build_model
-    from ase_unimat.ema import EMA
-    from ase_unimat.trainer import EpochKeyedDataset
+    from ase_unimat.model.diffusion import build_model
+    from ase_unimat.training.data_order import EpochKeyedDataset
+    from ase_unimat.training.dataset import UniMatDataset
+    from ase_unimat.training.ema import EMA
 
     data = EpochKeyedDataset(UniMatDataset(DATA, in_memory=True), seed=0, augment=True)
     model = build_model(_config(batch_size, 1))
@@ -111,7 +111,7 @@ def overhead_parts(batch_size: int, repeats: int = 20) -> dict:
 
 def checkpoint_write(out_dir: Path) -> dict:
     """Seconds and bytes of one atomic checkpoint write (the last one the trainer wrote)."""
-    from ase_unimat.checkpoint import LAST_NAME, atomic_save, load_checkpoint
+    from ase_unimat.model.checkpoint import LAST_NAME, atomic_save, load_checkpoint
 
     state = load_checkpoint(out_dir / LAST_NAME)
     start = time.perf_counter()

@@ -42,7 +42,6 @@ search_efficiency [--quick]`` (the default configurations) or ``python -m bench.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -56,73 +55,26 @@ from typing import Any
 import click
 import numpy as np
 
-BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
-ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
-PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
-SOURCE_ORDER = ("unimat", "unimat-template", "random", "template", "mixed")  # every source, in table order
-MODEL_SOURCES = ("unimat", "unimat-template")  # load the UniMat model (probed when built, to fail early)
-TEMPLATE_SOURCES = ("template", "unimat-template")  # need the template index over the training set
-RATIOS = (
-    ("unimat", "random"),
-    ("unimat", "template"),
-    ("unimat-template", "random"),
-    ("unimat-template", "template"),
-    ("template", "random"),
-    ("mixed", "random"),
+from ase_unimat.search.relax_cache import RelaxCache, cache_key  # noqa: F401 (bench API: se.cache_key)
+from bench._cli_types import CommaList, KeyValue
+from bench._search_efficiency_config import (  # noqa: F401 (the benchmark's names, used by tests)
+    DEFAULT,
+    DEFAULT_CACHE_DIR,
+    ENERGY_TOLERANCE,
+    MODEL_SOURCES,
+    PURE_SOURCES,
+    QUICK,
+    RATIOS,
+    RESULTS_DIR,
+    SOURCE_ORDER,
+    TEMPLATE_OPTIONS,
+    TEMPLATE_SOURCES,
+    UNIMAT_OPTIONS,
+    BenchConfig,
 )
-UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms")  # --unimat-option
-TEMPLATE_OPTIONS = ("ordered",)  # --template-option (both template-based sources)
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from bench._search_efficiency_report import markdown, plot  # noqa: F401 (se.markdown in tests)
 
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What one run of the benchmark does (``DEFAULT`` and ``QUICK`` below)."""
-
-    per_bin: int = 4
-    n_seeds: int = 10
-    sources: tuple[str, ...] = ("unimat", "unimat-template", "random", "template", "mixed")
-    selection_seed: int = 2024
-    run_seed: int = 0
-    workers: int = 2
-    calculator: str = "chgnet"
-    fmax: float = 0.05
-    max_steps: int = 500
-    time_limit: float | None = None  # wall seconds per seed; None keeps results independent of machine load
-    model: str | None = None  # UniMat model (None: the bundled default)
-    data_dir: str | None = None  # shared data (None: $UNIMAT_SHARED_DATA or ../shared/data)
-    bins: tuple[str, ...] = tuple(BINS)
-    cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
-    unimat_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of the UniMat sources (variants)
-    template_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of both template-based sources
-
-    def __post_init__(self) -> None:
-        unknown = [name for name, _ in self.unimat_options if name not in UNIMAT_OPTIONS]
-        if unknown:
-            raise ValueError(f"unknown UniMat option(s) {unknown}; choose from {', '.join(UNIMAT_OPTIONS)}")
-        unknown = [name for name, _ in self.template_options if name not in TEMPLATE_OPTIONS]
-        if unknown:
-            raise ValueError(f"unknown template option(s) {unknown}; choose from {', '.join(TEMPLATE_OPTIONS)}")
-        unknown = [name for name in self.sources if name not in SOURCE_ORDER]
-        if unknown or not self.sources:
-            raise ValueError(f"unknown or no seed sources {unknown}; choose from {', '.join(SOURCE_ORDER)}")
-        unknown = [name for name in self.bins if name not in BINS]
-        if unknown or not self.bins:
-            raise ValueError(f"unknown or no size bins {unknown}; choose from {', '.join(BINS)}")
-
-    def template_kwargs(self) -> dict[str, Any]:
-        """``template_options`` as keyword options of ``TemplateSeedSource`` (``ordered`` as a bool)."""
-        out = dict(self.template_options)
-        if "ordered" in out:
-            out["ordered"] = str(out["ordered"]).strip().lower() in ("1", "true", "yes", "on")
-        return out
-
-
-DEFAULT = BenchConfig()
-QUICK = BenchConfig(per_bin=1, n_seeds=3)
-
-
+BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 @dataclass
 class Target:
     """One held-out structure to find."""
@@ -143,7 +95,7 @@ class Target:
 
 def held_out_targets(config: BenchConfig) -> list[Target]:
     """The fixed, seeded list of held-out test structures per size bin."""
-    from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
 
     test = load_reference_records(config.data_dir, sources=("mp_20/test",), max_atoms=20)
     training = load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=None)
@@ -184,7 +136,8 @@ def build_sources(
     "mixed" always mixes every pure source that can be built, requested or not, so its seeds do not
     depend on which other sources a run selects.
     """
-    from ase_unimat.search.seeds import NoSeedsForFormula, make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
+    from ase_unimat.search.seeds import NoSeedsForFormula
 
     wanted = set(config.sources) | (set(PURE_SOURCES) if "mixed" in config.sources else set())
     built: dict[str, Any] = {}
@@ -230,10 +183,10 @@ def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
     its merged compositions (one element fewer); the second kind never matches a target's own
     stoichiometry unless it is one, so plain prototype substitution sees the same candidates.
     """
-    from ase_unimat.formula import anonymized_formula
-    from ase_unimat.ordered_templates import merged_compositions
-    from ase_unimat.stability import TRAINING_SOURCES, load_reference_records
-    from ase_unimat.templates import TemplateIndex
+    from ase_unimat.core.formula import anonymized_formula
+    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
+    from ase_unimat.search.ordered_templates import merged_compositions
+    from ase_unimat.search.templates import TemplateIndex
 
     wanted = {(anonymized_formula(c), t.natoms) for t in targets for c in [t.counts, *merged_compositions(t.counts)]}
     records = [
@@ -252,54 +205,6 @@ def make_seeds(source: Any, target: Target, n: int, run_seed: int) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------------- relaxations
-
-
-def cache_key(atoms: Any, *, calculator: str, fmax: float, max_steps: int, time_limit: float | None) -> str:
-    """SHA-256 hex digest of what decides a relaxation: the settings and the structure's content.
-
-    Atomic numbers, cell and Cartesian positions (rounded to 1e-6 Å) enter, never the job's name,
-    so the same structure under two names shares one entry and a changed seed generator misses.
-    """
-    content = {
-        "calculator": str(calculator),
-        "fmax": float(fmax),
-        "max_steps": int(max_steps),
-        "time_limit": None if time_limit is None else float(time_limit),
-        "numbers": np.asarray(atoms.numbers).tolist(),
-        "cell": np.rint(np.asarray(atoms.cell.array) * 1e6).astype(np.int64).tolist(),  # (3, 3) in 1e-6 Å
-        "positions": np.rint(np.asarray(atoms.positions) * 1e6).astype(np.int64).tolist(),  # (N, 3) in 1e-6 Å
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class RelaxCache:
-    """Finished relaxations on disk: ``<root>/<cache key>.json`` holds one ``RelaxResult.to_dict()``."""
-
-    root: Path
-
-    def path(self, key: str) -> Path:
-        """The file of one cache key."""
-        return self.root / f"{key}.json"
-
-    def get(self, key: str) -> Any:
-        """The cached ``RelaxResult`` of ``key``, or ``None`` when there is none (or it is unreadable)."""
-        from ase_unimat.search.relax import RelaxResult
-
-        try:
-            return RelaxResult.from_dict(json.loads(self.path(key).read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):  # damaged or foreign file: relax again, overwrite
-            return None
-
-    def put(self, key: str, result: Any) -> None:
-        """Store ``result`` under ``key`` atomically (temporary file, then ``os.replace``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        os.replace(tmp, target)
 
 
 def relax_cache(config: BenchConfig) -> RelaxCache | None:
@@ -329,58 +234,32 @@ def _job_source(job: str) -> str:
 
 
 def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callable[[str], None]) -> Relaxations:
-    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes, reading and filling the cache.
+    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes through the library's ``RelaxPool``.
 
-    Each result is written to the cache (by this process) as soon as its relaxation finishes, so a
-    killed run loses only the relaxations in flight. Cached results get the current job's key as
-    ``id`` and its source as ``source``.
+    The pool reads and fills the cache (each result is written as soon as its relaxation finishes,
+    so a killed run loses only the relaxations in flight) and relaxes one structure held by several
+    jobs once. Cached results get the current job's key as ``id`` and its source as ``source``.
     """
-    import concurrent.futures as cf
-    import multiprocessing
-
-    from ase_unimat.search.relax import RelaxSettings, RelaxTask, relax_task
-    from ase_unimat.search.threads import init_worker
+    from ase_unimat.search.pool import RelaxPool
+    from ase_unimat.search.relax import RelaxSettings, RelaxTask
 
     settings = RelaxSettings(fmax=config.fmax, max_steps=config.max_steps, time_limit=config.time_limit)
     cache = relax_cache(config)
-    digests = {key: cache_key(atoms, calculator=config.calculator, fmax=config.fmax, max_steps=config.max_steps,
-                              time_limit=config.time_limit) for key, atoms in jobs}  # fmt: skip
-    by_digest: dict[str, Any] = {}  # cache key -> RelaxResult
-    todo: dict[str, tuple[str, Any]] = {}  # cache key -> the first job holding that structure
-    from_cache = 0
-    for key, atoms in jobs:
-        digest = digests[key]
-        if digest not in by_digest and digest not in todo and cache is not None:
-            cached = cache.get(digest)
-            if cached is not None:
-                by_digest[digest] = cached
-        if digest in by_digest:
-            from_cache += 1
-        else:
-            todo.setdefault(digest, (key, atoms))
+    threads = (("threads", 1),) if config.calculator in ("chgnet", "sevenn") else ()  # emt takes no options
+    tasks = [RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
+                       calculator_options=threads, settings=settings) for key, atoms in jobs]  # fmt: skip
+    pool = RelaxPool(workers=config.workers, cache=cache, in_flight=max(1, len(tasks)))
+    results: dict[str, Any] = {}
+    start, said = time.perf_counter(), 0
+    for task, result in pool.imap(tasks):
+        results[task.id] = result
+        if pool.relaxed >= said + 10:
+            said = pool.relaxed
+            say(f"  {said} relaxations, {time.perf_counter() - start:.0f} s")
     if cache is not None:
-        say(f"  {from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
-    tasks = {digest: RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
-                               calculator_options=(("threads", 1),), settings=settings)
-             for digest, (key, atoms) in todo.items()}  # fmt: skip
-    if tasks:
-        start = time.perf_counter()
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=config.workers, mp_context=context, initializer=init_worker) as pool:
-            futures = {pool.submit(relax_task, task): digest for digest, task in tasks.items()}
-            try:
-                for done, future in enumerate(cf.as_completed(futures), start=1):
-                    digest = futures[future]
-                    by_digest[digest] = future.result()
-                    if cache is not None:
-                        cache.put(digest, by_digest[digest])
-                    if done % 10 == 0 or done == len(tasks):
-                        say(f"  {done}/{len(tasks)} relaxations, {time.perf_counter() - start:.0f} s")
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # do not run the queue on after an interrupt
-                raise
-    results = {key: replace(by_digest[digests[key]], id=key, source=_job_source(key)) for key, _ in jobs}
-    return Relaxations(results=results, from_cache=from_cache, relaxed=len(tasks))
+        say(f"  {pool.from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
+    return Relaxations(results={key: results[key] for key, _ in jobs}, from_cache=pool.from_cache,
+                       relaxed=pool.relaxed)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -474,128 +353,6 @@ def summarise(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], b
 # ---------------------------------------------------------------------------------- plot, markdown
 
 
-def plot(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: Sequence[str], path: Path) -> None:
-    """Median best energy above the reference, and share of targets hit, against relaxations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(bins), figsize=(max(4.2 * len(bins), 7.0), 6.4), squeeze=False, sharex="col")
-    colors = {"unimat": "tab:red", "unimat-template": "tab:orange", "random": "tab:blue", "template": "tab:green",
-              "mixed": "tab:purple"}  # fmt: skip
-    markers = {"unimat": "o", "unimat-template": "v", "random": "s", "template": "^", "mixed": "D"}
-    for col, name in enumerate(bins):
-        rows = [t for t in per_target if t["bin"] == name]
-        n_max = 1
-        for i, source in enumerate(sources):
-            curves = [t["sources"][source] for t in rows if source in t["sources"]]
-            if not curves:
-                continue
-            best = np.array([c["best_mev_above_ref"] for c in curves], dtype=float)  # (T, N), inf: none finished
-            k = np.arange(1, best.shape[1] + 1)
-            n_max = max(n_max, len(k))
-            median = np.median(best, axis=0)  # (N,)
-            median = np.where(np.isfinite(median), median, np.nan)
-            shift = 0.05 * (i - (len(sources) - 1) / 2)  # keep overlapping lines apart
-            style = {"color": colors.get(source), "label": source}
-            axes[0, col].plot(k + shift, median, marker=markers.get(source, "o"), ms=4, **style)
-            first = np.array([c["first_hit"] or math.inf for c in curves])
-            axes[1, col].step(k + shift, [(first <= j).mean() for j in k], where="post", **style)
-        axes[0, col].set_yscale("symlog", linthresh=1.0)
-        axes[0, col].axhline(ENERGY_TOLERANCE * 1000, color="grey", lw=0.8, ls="--")
-        axes[0, col].axhline(0.0, color="grey", lw=0.5)
-        axes[0, col].set_title(f"{name} atoms ({len(rows)} targets)")
-        axes[1, col].set_xlabel("relaxations")
-        axes[1, col].set_xticks(np.arange(1, n_max + 1, max(1, n_max // 10)))
-        axes[1, col].set_ylim(-0.02, 1.02)
-    axes[0, 0].set_ylabel("median best E - E_ref (meV/atom)\n(dashed: hit tolerance; gap: none finished)")
-    axes[1, 0].set_ylabel("share of targets hit")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Search efficiency on held-out mp_20 test compositions (CHGNet)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def markdown(result: Mapping[str, Any], png_name: str) -> str:
-    """A short summary: the per-bin table, the ratios and the rules."""
-    cfg = result["config"]
-    lines = [
-        f"# Search efficiency ({_run_kind(result)} run)",
-        "",
-        f"{cfg['per_bin']} held-out mp_20 test composition(s) per size bin, {cfg['n_seeds']} seeds per source, "
-        f"relaxed with {cfg['calculator']} (FIRE + FrechetCellFilter, fmax {cfg['fmax']} eV/A, <= {cfg['max_steps']} "
-        f"steps). Hit: matches the relaxed test structure or is within {ENERGY_TOLERANCE * 1000:.0f} meV/atom of its "
-        f"energy. 1/p uses p = (hits + 0.5) / (N + 1); a target with no hit is censored (true value likely larger). "
-        f"Wall time {result['wall_s']:.0f} s.",
-        "",
-        *_variant_lines(cfg, result.get("overlap_with_default_targets", [])),
-        _cache_line(result["relaxations"]),
-        "",
-        "| bin | source | targets | hits / seeds | targets hit | 1/p (geomean) | steps/seed | s/seed |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, data in result["bins"].items():
-        for source, s in data["sources"].items():
-            lines.append(
-                f"| {name} | {source} | {s['targets']} | {s['hits']} / {s['seeds']} | {s['targets_hit']} | "
-                f"{s['expected_relaxations_geomean']:.2f} | {s['steps_per_seed']:.0f} | {s['wall_s_per_seed']:.1f} |"
-            )
-    lines += [
-        "",
-        "Ratios of expected relaxations (geometric mean over targets; < 1: the first source needs fewer):",
-        "",
-    ]
-    for name, data in result["bins"].items():
-        text = ", ".join(f"{k} = {v['geomean']:.2f} ({v['targets']})" for k, v in data["ratios"].items()) or "none"
-        lines.append(f"- {name}: {text}")
-    lines += ["", "Sources:", ""]
-    lines += [f"- {name}: {note}" for name, note in result["source_notes"].items()]
-    lines += ["", "Targets:", ""]
-    for t in result["targets"]:
-        notes = f" ({'; '.join(t['notes'])})" if t["notes"] else ""
-        lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms){notes}")
-    lines += ["", f"![best energy against relaxations]({png_name})", ""]
-    return "\n".join(lines)
-
-
-def _run_kind(result: Mapping[str, Any]) -> str:
-    """``quick``, ``default``, or ``variant`` (another target draw or UniMat options)."""
-    if result["quick"]:
-        return "quick"
-    return "variant" if _variant_lines(result["config"], []) else "default"
-
-
-def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:
-    """What sets a run apart from the default one: its target draw and UniMat options (none: no lines)."""
-    lines = []
-    if cfg.get("selection_seed", DEFAULT.selection_seed) != DEFAULT.selection_seed:
-        shared = ", ".join(overlap) if overlap else "none"
-        lines.append(f"Targets drawn with selection seed {cfg['selection_seed']} (default {DEFAULT.selection_seed}); "
-                     f"shared with the default run's targets: {shared}.")  # fmt: skip
-    if cfg.get("unimat_options"):
-        options = ", ".join(f"{name}={value}" for name, value in cfg["unimat_options"])
-        lines.append(f"UniMat source options (a variant): {options}.")
-    if cfg.get("template_options"):
-        options = ", ".join(f"{name}={value}" for name, value in cfg["template_options"])
-        lines.append(f"Template options of the template and unimat-template sources (a variant): {options}.")
-    return [*lines, ""] if lines else []
-
-
-def _cache_line(relaxations: Mapping[str, Any]) -> str:
-    if relaxations["cache_dir"] is None:
-        return f"{relaxations['jobs']} relaxations, no cache."
-    note = " (s/seed is the wall time of the run that relaxed them)" if relaxations["from_cache"] else ""
-    return (
-        f"{relaxations['jobs']} relaxations: {relaxations['from_cache']} read from the cache{note}, "
-        f"{relaxations['relaxed']} relaxed in this run."
-    )
-
-
-# ---------------------------------------------------------------------------------------------- run
-
-
 def run_search_efficiency(
     config: BenchConfig,
     *,
@@ -610,7 +367,7 @@ def run_search_efficiency(
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from ase_unimat.stability import ReferenceRecord
+    from ase_unimat.evaluation.reference import ReferenceRecord
 
     start = time.perf_counter()
     targets = held_out_targets(config)
@@ -719,47 +476,6 @@ Examples:
 """
 
 
-class KeyValue(click.ParamType):
-    """``KEY=VALUE`` with KEY from a fixed set; VALUE a number, numbers separated by commas, or text."""
-
-    name = "key=value"
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        self.keys = tuple(keys)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, Any]:
-        if isinstance(value, tuple):
-            return value
-        key, sep, text = str(value).partition("=")
-        if not sep or key.strip() not in self.keys or not text.strip():
-            self.fail(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(self.keys)}", param, ctx)
-        parts = [part.strip() for part in text.split(",")]
-        try:
-            numbers = [float(part) for part in parts]
-        except ValueError:
-            return key.strip(), text.strip()
-        numbers = [int(x) if x.is_integer() and "." not in part else x for x, part in zip(numbers, parts, strict=True)]
-        return key.strip(), numbers[0] if len(numbers) == 1 else tuple(numbers)
-
-
-class CommaList(click.ParamType):
-    """A comma-separated list of names from a fixed set (duplicates dropped, order kept)."""
-
-    name = "list"
-
-    def __init__(self, choices: Sequence[str]) -> None:
-        self.choices = tuple(choices)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
-        if isinstance(value, tuple):
-            return value
-        names = tuple(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
-        unknown = [name for name in names if name not in self.choices]
-        if unknown or not names:
-            self.fail(f"{value!r}: choose one or more of {', '.join(self.choices)}, comma-separated", param, ctx)
-        return names
-
-
 def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started: dt.datetime, wall_s: float) -> None:
     """Write ``result`` as ``python -m bench`` would (with time, machine and git commit) to ``path``."""
     from bench import git_commit, json_safe, machine_info
@@ -859,7 +575,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
     if stem is not None and (not stem or any(c in stem for c in "/\\") or stem.startswith(".")):
         raise click.ClickException(f"--stem {stem!r} must be a plain file name without extension")
     if model is not None:
-        from ase_unimat.generate import resolve_model_path
+        from ase_unimat.model.bundled import resolve_model_path
 
         try:
             resolve_model_path(model)

@@ -144,7 +144,46 @@ def issue7_targets(per_target: Sequence[Mapping[str, Any]], source: str) -> list
     return checks
 
 
-def markdown(pooled: Mapping[str, Any], checks: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+#: Issue 13's targets: (source, bins, criterion, other source or None for an absolute 1/p, bound).
+ISSUE13_CRITERIA = (
+    ("unimat", LARGE_BINS, "1/p vs random", "random", 0.33),
+    ("unimat", LARGE_BINS, "1/p vs random-sym", "random-sym", 1.0),
+    ("unimat", LARGE_BINS, "steps/seed vs random", "random", 0.5),
+    ("unimat", ("1-6",), "1/p vs random", "random", 1.0),
+    ("unimat-template", LARGE_BINS, "1/p vs template", "template", 0.7),
+    ("unimat-template", ("7-12",), "1/p", None, 1.8),
+)
+
+
+def issue13_targets(per_target: Sequence[Mapping[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Each of issue 13's criteria for UniMat ``source`` (:data:`ISSUE13_CRITERIA`), as :func:`issue7_targets`.
+
+    Ratios are paired over the targets both sources ran; the absolute criterion is the geometric
+    mean of the source's own 1/p over its targets in the bin.
+    """
+    checks = []
+    for name, bins, what, other, bound in ISSUE13_CRITERIA:
+        if name != source:
+            continue
+        for bin_name in bins:
+            if other is None:
+                rows = [t["sources"][source] for t in per_target if t["bin"] == bin_name and source in t["sources"]]
+                if not rows:
+                    continue
+                value = geometric_mean([r["expected_relaxations"] for r in rows])
+                pair = {"targets": len(rows), "neither_hit": sum(r["hits"] == 0 for r in rows)}
+            else:
+                pair = paired(per_target, bin_name, source, other)
+                if not pair:
+                    continue
+                value = pair["steps_ratio"] if what.startswith("steps") else pair["relaxations_ratio"]
+            checks.append({"bin": bin_name, "criterion": what, "value": value, "bound": bound,
+                           "targets": pair["targets"], "neither_hit": pair["neither_hit"], "met": value <= bound})
+    return checks
+
+
+def markdown(pooled: Mapping[str, Any], checks: Mapping[str, Sequence[Mapping[str, Any]]],
+             issue13: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
     """The pooled per-bin table, the runs it came from and the issue-7 checks."""
     lines = ["# Search efficiency, pooled runs", "", "Runs: " + ", ".join(pooled["runs"])]
     if pooled["variants"]:
@@ -165,6 +204,14 @@ def markdown(pooled: Mapping[str, Any], checks: Mapping[str, Sequence[Mapping[st
             lines.append(f"| {source} | {c['bin']} | {c['criterion']} | {c['targets']} | {c['neither_hit']} | {value} | "
                          f"{c['bound']:g} | "
                          f"{'yes' if c['met'] else 'no'} |")  # fmt: skip
+    if issue13:
+        lines += ["", "Issue 13's targets (as above):", "",
+                  "| source | bin | criterion | targets | neither hit | value | bound | met |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for source, rows in issue13.items():
+            for c in rows:
+                lines.append(f"| {source} | {c['bin']} | {c['criterion']} | {c['targets']} | {c['neither_hit']} | "
+                             f"{c['value']:.2f} | {c['bound']:g} | {'yes' if c['met'] else 'no'} |")
     lines += ["", "Targets:", ""]
     for t in pooled["per_target"]:
         lines.append(f"- {t['bin']}: {t['formula']} ({t['material_id']}, {t['natoms']} atoms) from {t['from']}")
@@ -205,9 +252,11 @@ def main(runs: tuple[Path, ...], variants: tuple[str, ...], out: Path, stem: str
     except PoolError as err:
         raise click.ClickException(str(err)) from None
     checks = {s: issue7_targets(pooled["per_target"], s) for s in UNIMAT_SOURCES if s in pooled["sources"]}
+    issue13 = {s: issue13_targets(pooled["per_target"], s) for s in UNIMAT_SOURCES if s in pooled["sources"]}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps({**pooled, "issue7_targets": checks}, indent=1) + "\n")
-    text = markdown(pooled, checks)
+    (out / f"{stem}.json").write_text(json.dumps({**pooled, "issue7_targets": checks, "issue13_targets": issue13},
+                                                 indent=1) + "\n")
+    text = markdown(pooled, checks, issue13)
     (out / f"{stem}.md").write_text(text)
     click.echo(text)
 

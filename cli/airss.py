@@ -7,43 +7,27 @@ directory and draws its pictures.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import click
+from ase_unimat.cli.options import CONTEXT, FormulaUnits, option, out_option, quiet_option
 
 EXAMPLES = """
 \b
 Examples:
-  unimat-airss --formula Mg2SiO4 --formula-units 1-2 -n 50 --calc chgnet --workers 2
-  unimat-airss --formula SiO2 -n 20 --seeds mixed:0.7 --calc chgnet --pressure 10 --out sio2_10GPa
-  unimat-airss --formula NaCl -n 30 --seeds unimat:0.5,template:0.3,random:0.2 --calc chgnet --plot
-  unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --strength 0.2,0.5 --calc chgnet
-  unimat-airss --cell Al2O3.cell -n 40 --seeds random --calc emt --out al2o3
-  unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calc espresso --time-limit 600
-  unimat-airss --formula SiC --formula-units 1-4 -n 60 --calc chgnet --refine espresso --refine-top 5 \
+  unimat-airss --formula Mg2SiO4 --formula-units 1-2 -n 50 --calculator chgnet --workers 2
+  unimat-airss --formula SiO2 -n 20 --seeds mixed:0.7 --calculator chgnet --pressure 10 --out sio2_10GPa
+  unimat-airss --formula NaCl -n 30 --seeds unimat:0.5,template:0.3,random:0.2 --calculator chgnet --plot
+  unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --unimat-strength 0.2,0.5 --calculator chgnet
+  unimat-airss --cell Al2O3.cell -n 40 --seeds random --calculator emt --out al2o3
+  unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calculator espresso --time-limit 600
+  unimat-airss --formula SiC --formula-units 1-4 -n 60 --calculator chgnet --refine espresso --refine-top 5 \
       --refine-opt ecutwfc=30 --refine-opt kpts=4x4x4
-  unimat-airss --formula SiC -n 20 --seeds file:sic_run --calc chgnet --calc-opt device=cuda --out sic_rerank
-  unimat-airss --formula CuAu -n 100 --seeds random --calc emt --scheduler tcp://10.0.0.5:8786
+  unimat-airss --formula SiC -n 20 --seeds file:sic_run --calculator chgnet --calc-opt device=cuda --out sic_rerank
+  unimat-airss --formula CuAu -n 100 --seeds random --calculator emt --scheduler tcp://10.0.0.5:8786
   unimat-airss report sio2_10GPa
 """
-
-
-class _FormulaUnits(click.ParamType):
-    """``2`` or an inclusive range ``1-4``."""
-
-    name = "N|LOW-HIGH"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        from ase_unimat.search.search import SearchError, parse_formula_units
-
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_formula_units(str(value))
-        except SearchError as err:
-            self.fail(str(err), param, ctx)
 
 
 class _RunByDefault(click.Group):
@@ -55,7 +39,7 @@ class _RunByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_RunByDefault, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_RunByDefault, epilog=EXAMPLES, context_settings=CONTEXT)
 def main() -> None:
     """Crystal-structure search: make seeds (UniMat, random, templates), relax them, unite and rank.
 
@@ -75,24 +59,26 @@ def main() -> None:
 )
 @click.option(
     "--formula-units",
-    type=_FormulaUnits(),
+    type=FormulaUnits(),
     default=None,
     help="Formula units per cell: N or a range LOW-HIGH (drawn per seed, reproducibly).  "
     "[default: 1-4, or the seed file's #NFORM]",
 )
-@click.option("-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of seeds in the run.")
+@click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="Number of seeds in the run.")
 @click.option(
     "--seeds",
     type=str,
     default="unimat-template",
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
-    "prototype templates), random, template, mixed:F (F unimat, rest random) or weights like "
+    "prototype templates), random, random-sym (random with AIRSS SYMMOPS 2-4), template, mixed:F (F unimat, rest random) or weights like "
     "unimat:0.5,template:0.3,random:0.2, or file:PATH (structures from a file, folder, glob or earlier run "
     "directory).",
 )
-@click.option(
+@option(
+    "--calculator",
     "--calc",
+    hidden=("--calc",),
     type=str,
     default="chgnet",
     show_default=True,
@@ -100,18 +86,19 @@ def main() -> None:
 )
 @click.option(
     "--calc-opt",
+    "--calculator-opt",
     "calc_opts",
     type=str,
     multiple=True,
     metavar="KEY=VALUE",
-    help="Option of --calc (repeatable), e.g. device=cuda, model=0.3.0; for espresso ecutwfc=30, kpts=4x4x4 "
+    help="Option of --calculator (repeatable), e.g. device=cuda, model=0.3.0; for espresso ecutwfc=30, kpts=4x4x4 "
     "or kspacing=0.3, pseudo_dir=DIR, pseudopotentials.Si=Si.pz-vbc.UPF, smearing=0.01|none.",
 )
 @click.option(
     "--calc-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="TOML file of calculator options: top level or [calc] for --calc, [refine] for --refine "
+    help="TOML file of calculator options: top level or [calc] for --calculator, [refine] for --refine "
     "(--calc-opt / --refine-opt override it).",
 )
 @click.option(
@@ -182,27 +169,31 @@ def main() -> None:
     help="Local worker processes (one BLAS/torch thread each).",
 )
 @click.option("--scheduler", type=str, default=None, help="Dask scheduler address (tcp://HOST:PORT) to relax on.")
-@click.option(
-    "--out",
+@out_option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Run directory (rerun the same command to resume).  [default: airss_<formula>]",
 )
-@click.option("--seed", "run_seed", type=click.IntRange(min=0), default=0, show_default=True, help="Run seed.")
+@option("--run-seed", "--seed", "run_seed", hidden=("--seed",), type=click.IntRange(min=0), default=0, show_default=True,
+        help="Seed of the whole run (seed k depends only on it, the source and k).")
 @click.option(
     "--model",
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="UniMat model (checkpoint or folder) for unimat seeds  [default: bundled model].",
 )
-@click.option(
+@option(
+    "--template-reference",
     "--templates",
+    hidden=("--templates",),
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="Reference structures (HDF5 or CIF folder) for template seeds  [default: bundled].",
 )
-@click.option(
+@option(
+    "--unimat-strength",
     "--strength",
+    hidden=("--strength",),
     type=str,
     default=None,
     help="Noise level(s) in (0, 1] for unimat-template seeds: one value, or a comma list, one per pass "
@@ -217,7 +208,7 @@ def main() -> None:
 )
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write an ASE database.")
 @click.option("--plot", is_flag=True, help="Draw the report PNGs into OUT/report.")
-@click.option("--quiet", is_flag=True, help="Print only the final table.")
+@quiet_option(help="No per-seed progress lines; print only the final table.")
 def run_command(**options: Any) -> None:
     """Relax N seeds of a formula (or .cell file) and print the ranked, deduplicated structures.
 
@@ -228,15 +219,12 @@ def run_command(**options: Any) -> None:
     formula, cell_file = options["formula"], options["cell_file"]
     if (formula is None) == (cell_file is None):
         raise click.ClickException("give exactly one of --formula or --cell")
-    pressure = options["pressure"]
-    if not math.isfinite(pressure) or not -100 <= pressure <= 10000:
-        raise click.ClickException(f"pressure must be a finite number between -100 and 10000 GPa, got {pressure}")
     label = Path(cell_file).stem if cell_file else "".join(formula.split())
     out = options["out"] or Path(f"airss_{label}")
     refine, refine_top = _refine_choice(options)
     client = None
     try:
-        from ase_unimat.search.search import Search
+        from ase_unimat.search.search import Search  # imported when the command runs: --help stays instant
 
         calc_options, refine_options = _calculator_options(options)
         executor = None
@@ -246,12 +234,12 @@ def run_command(**options: Any) -> None:
             workers = max(workers, sum(client.nthreads().values()))
         search = Search(
             cell_file if cell_file else formula,
-            calculator=options["calc"],
+            calculator=options["calculator"],
             calculator_options=calc_options,
             seeds=options["seeds"],
             n=options["n"],
             formula_units=options["formula_units"],
-            pressure=pressure,
+            pressure=options["pressure"],
             fmax=options["fmax"],
             max_steps=options["max_steps"],
             optimizer=options["optimizer"],
@@ -261,8 +249,8 @@ def run_command(**options: Any) -> None:
             out=out,
             run_seed=options["run_seed"],
             model=options["model"],
-            template_reference=options["templates"],
-            unimat_strength=_parse_strength(options["strength"]),
+            template_reference=options["template_reference"],
+            unimat_strength=_parse_strength(options["unimat_strength"]),
             ordered_templates=options["ordered_templates"],
             db=options["db"],
             plot=options["plot"],
@@ -279,7 +267,7 @@ def run_command(**options: Any) -> None:
     finally:
         if client is not None:
             client.close()
-    from ase_unimat.search.rank import format_table
+    from ase_unimat.search.rank import format_table  # imported when the command runs: --help stays instant
 
     if refine is None:
         click.echo(format_table(ranking))
@@ -287,15 +275,14 @@ def run_command(**options: Any) -> None:
         from ase_unimat.search.refine import format_refined_table
 
         click.echo("first level:\n" + format_table(search.ranking, limit=refine_top))
-        click.echo("\n" + format_refined_table(ranking, calculator=refine, first_calculator=options["calc"]))
+        click.echo("\n" + format_refined_table(ranking, calculator=refine, first_calculator=options["calculator"]))
     refined = ", refine/" if refine is not None else ""
     click.echo(f"results in {out}/ (ranked.csv, res/, unique/{refined}{', report/' if options['plot'] else ''})")
 
 
 @main.command("report", epilog=EXAMPLES)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
+@out_option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder for the PNGs  [default: RUN_DIR/report].",
@@ -304,9 +291,9 @@ def run_command(**options: Any) -> None:
 def report_command(run_dir: Path, out: Path | None, top: int) -> None:
     """Re-rank a run directory (finished or not), print its table and draw its PNG pictures."""
     try:
-        from ase_unimat.search.rank import format_table, rank, write_csv
-        from ase_unimat.search.report import make_report
-        from ase_unimat.search.store import RunStore
+        from ase_unimat.search.rank import format_table, rank, write_csv  # optional dependency
+        from ase_unimat.search.report import make_report  # optional dependency
+        from ase_unimat.search.store import RunStore  # optional dependency
 
         store = RunStore(run_dir)
         if not store.manifest_path.is_file():
@@ -360,7 +347,7 @@ def _refine_choice(options: dict[str, Any]) -> tuple[str | None, int]:
 
 
 def _calculator_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(--calc options, --refine options): the --calc-config tables overridden by --calc-opt / --refine-opt."""
+    """(--calculator options, --refine options): the --calc-config tables overridden by --calc-opt / --refine-opt."""
     from ase_unimat.search.calc_options import parse_assignments, read_config
 
     calc, refine = read_config(options["calc_config"]) if options["calc_config"] else ({}, {})
@@ -387,7 +374,7 @@ def _progress_printer(search: Any) -> Any:
 
 def _dask_executor(address: str) -> tuple[Any, Any]:
     try:
-        from dask.distributed import Client
+        from dask.distributed import Client  # optional: pip install '.[dask]'
     except ImportError:
         raise ImportError("--scheduler needs dask[distributed] (pip install 'dask[distributed]')") from None
     try:
@@ -398,13 +385,13 @@ def _dask_executor(address: str) -> tuple[Any, Any]:
 
 
 def _parse_strength(text: str | None) -> tuple[float, ...] | None:
-    """``--strength 0.3,0.5`` as numbers (range checks happen in ``Search``)."""
+    """``--unimat-strength 0.3,0.5`` as numbers (range checks happen in ``Search``)."""
     if text is None:
         return None
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise click.ClickException(f"--strength must be numbers in (0, 1] separated by commas, got {text!r}") from None
+        raise click.ClickException(f"--unimat-strength must be numbers in (0, 1] separated by commas, got {text!r}") from None
 
 
 def _one_line(err: BaseException) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ase_unimat.cli.options import CONTEXT, option, out_option, quiet_option
 
 DATASETS = ("mp_20", "carbon_24", "perov_5")
-STRUCTURE_SUFFIXES = (".cif", ".res")
 
 EXAMPLES = """
 \b
@@ -23,43 +23,18 @@ Examples:
 
 
 def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
-    """Atoms from an ase-readable file (extxyz, CIF, ...), a folder of .cif/.res files, a CSV with a
-    ``cif`` column (``material_id`` kept in ``info``), or a UniMat HDF5 file."""
-    import warnings
+    """Atoms from any input the converter reads (see :mod:`ase_unimat.data.readers`) or a UniMat HDF5 file."""
+    # imported when the command runs: --help stays instant
+    from ase_unimat.data.hdf5 import read_atoms
+    from ase_unimat.data.readers import RecordError
+    from ase_unimat.data.readers import read_structures as read_input
 
-    from ase.io import read
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES)
-            if not files:
-                raise click.ClickException(f"no .cif or .res files in folder {path}")
-            return [read(f) for f in files[:limit]]
-        name = path.name.lower()
-        if name.endswith((".h5", ".hdf5")):
-            from ase_unimat.dataset import read_atoms
-
-            return read_atoms(path)[:limit]
-        if name.endswith((".csv", ".csv.gz")):
-            return _read_csv(path, limit)
-        return list(read(path, index=":"))[:limit]
-
-
-def _read_csv(path: Path, limit: int | None) -> list[Any]:
-    import pandas as pd
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    frame = pd.read_csv(path, nrows=limit)
-    if "cif" not in frame:
-        raise click.ClickException(f"{path} has no 'cif' column")
-    out = []
-    for i, cif in enumerate(frame["cif"]):
-        atoms = AseAtomsAdaptor.get_atoms(Structure.from_str(cif, fmt="cif"))
-        atoms.info["material_id"] = str(frame["material_id"][i]) if "material_id" in frame else str(i)
-        out.append(atoms)
-    return out
+    if path.name.lower().endswith((".h5", ".hdf5")):
+        return read_atoms(path)[:limit]
+    try:
+        return read_input(path, limit=limit)
+    except (RecordError, ValueError) as err:
+        raise click.ClickException(" ".join(str(err).split())) from None
 
 
 def _clean(value: Any) -> Any:
@@ -72,7 +47,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(epilog=EXAMPLES, context_settings=CONTEXT)
 @click.argument("generated", type=click.Path(exists=True, path_type=Path))
 @click.option("--reference", "reference", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Reference structures: CSV with a 'cif' column (e.g. mp_20/test.csv.gz) or UniMat HDF5.")
@@ -85,7 +60,8 @@ def _clean(value: Any) -> Any:
               help="Read at most this many structures from each input.  [default: all]")
 @click.option("--stability", is_flag=True,
               help="Relax with the calculator and compute energy above hull, uniqueness, novelty, S.U.N.")
-@click.option("--calc", "calculator", default="chgnet", show_default=True, help="Calculator for --stability.")
+@option("--calculator", "--calc", "calculator", hidden=("--calc",), default="chgnet", show_default=True,
+        help="Calculator for --stability.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Relaxation processes for --stability (one thread each).")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -93,16 +69,17 @@ def _clean(value: Any) -> Any:
 @click.option("--hull-cache", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("~/.cache/ase-unimat/hull_energies.json"), show_default=True,
               help="JSON cache of relaxed competing-phase energies.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("metrics.json"),
+@out_option(type=click.Path(dir_okay=False, path_type=Path), default=Path("metrics.json"),
               show_default=True, help="Where to write the metrics as JSON.")
+@quiet_option(help="No progress bars or stage lines; print only the metrics.")
 def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limit: int | None, stability: bool,
-         calculator: str, workers: int, data_dir: Path | None, hull_cache: Path, out: Path) -> None:  # fmt: skip
+         calculator: str, workers: int, data_dir: Path | None, hull_cache: Path, out: Path, quiet: bool) -> None:  # fmt: skip
     """Validity, coverage, Wasserstein distances (and CSP match) of GENERATED against --reference.
 
     GENERATED is an extxyz/CIF file, a folder of .cif/.res files, a CSV with a 'cif' column or a
     UniMat HDF5 file. Metrics follow CDVAE/DiffCSP (see ase_unimat/metrics.py).
     """
-    from ase_unimat.metrics import evaluate
+    from ase_unimat.evaluation.metrics import evaluate  # imported when the command runs: --help stays instant
 
     structures = read_structures(generated, limit=limit)
     references = read_structures(reference, limit=limit)
@@ -110,9 +87,9 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
         raise click.ClickException(f"no structures in {generated}")
     click.echo(f"{len(structures)} generated, {len(references)} reference structures")
     try:
-        result = evaluate(structures, references, dataset=dataset, csp=csp, k=k)
+        result = evaluate(structures, references, dataset=dataset, csp=csp, k=k, progress=not quiet)
         if stability:
-            result["stability"] = _stability(structures, calculator, workers, data_dir, hull_cache.expanduser())
+            result["stability"] = _stability(structures, calculator, workers, data_dir, hull_cache.expanduser(), quiet)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     result["inputs"] = {"generated": str(generated), "reference": str(reference), "dataset": dataset}
@@ -126,15 +103,12 @@ def main(generated: Path, reference: Path, dataset: str, csp: bool, k: int, limi
     click.echo(f"wrote {out}")
 
 
-def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path) -> dict:
-    from ase_unimat.search.relax import RelaxSettings
-    from ase_unimat.stability import (
-        HULL_SOURCES,
-        TRAINING_SOURCES,
-        EnergyCache,
-        load_reference_records,
-        stability_report,
-    )
+def _stability(structures: list[Any], calculator: str, workers: int, data_dir: Path | None, cache_path: Path,
+               quiet: bool) -> dict:  # fmt: skip
+    from ase_unimat.evaluation.hull import EnergyCache
+    from ase_unimat.evaluation.reference import HULL_SOURCES, TRAINING_SOURCES, load_reference_records
+    from ase_unimat.evaluation.sun import stability_report
+    from ase_unimat.search.relax import RelaxSettings  # imported when the command runs: --help stays instant
 
     return stability_report(
         structures,
@@ -146,7 +120,7 @@ def _stability(structures: list[Any], calculator: str, workers: int, data_dir: P
         settings=RelaxSettings(),
         workers=workers,
         data_dir=data_dir,
-        progress=click.echo,
+        progress=None if quiet else click.echo,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ase_unimat.cli.options import CONTEXT, out_option, quiet_option
 
 EXAMPLES = """
 \b
@@ -18,6 +19,7 @@ Examples:
   unimat-train cpu --max-steps 2000 --set train.lr=5e-4 --set model.width=96
   unimat-train cpu --out runs/cpu                  # rerun after a crash or kill: resumes
   unimat-train cpu --out runs/cpu --keep-every 1000  # also keep checkpoint_00001000.pt, ... (every 1000)
+  unimat-train cpu --out runs/cpu2 --init-from runs/cpu/model.pt  # warm start: weights on, fresh optimiser and LR
   torchrun --nproc_per_node 8 -m ase_unimat.cli.train models/configs/gpu.toml --out runs/gpu
 """
 
@@ -69,9 +71,9 @@ def toml_text(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command(epilog=EXAMPLES)
+@click.command(epilog=EXAMPLES, context_settings=CONTEXT)
 @click.argument("config_name", metavar="CONFIG", type=str)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@out_option(type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for checkpoints, log.jsonl and model.pt [default: train.out_dir of the config].")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the newest checkpoint in the output folder, if there is one.")
@@ -82,22 +84,32 @@ def toml_text(data: dict) -> str:
 @click.option("--keep-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also keep checkpoint_<step>.pt every N steps (0: only checkpoint_last.pt), e.g. to pick the "
                    "weights of the best validation loss from log.jsonl afterwards.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar (rank 0).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start model and EMA from this exported model.pt (or checkpoint) of the same [model] architecture, "
+                   "with a fresh optimiser and LR schedule (sets train.init_from; not re-applied when the run resumes).")
+@quiet_option(help="No progress bar (rank 0 shows one otherwise).")
 def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None, assignments: tuple[str, ...],
-         keep_every: int, progress: bool) -> None:  # fmt: skip
+         keep_every: int, init_from: Path | None, quiet: bool) -> None:  # fmt: skip
     """Train a UniMat model described by CONFIG (a TOML file, or test / cpu / gpu from models/configs).
 
     Checkpoints are written atomically every train.checkpoint_every steps and the run resumes
     exactly from the last one; the EMA weights end up in OUT/model.pt. Under torchrun every
     process runs this same command (DDP; NCCL on GPUs, gloo on CPUs).
     """
-    from ase_unimat.checkpoint import CheckpointError
-    from ase_unimat.config import ConfigError, from_dict, named_config, to_dict
+    from ase_unimat.model.checkpoint import CheckpointError  # torch takes seconds to import
+    from ase_unimat.model.config import (  # imported when the command runs: --help stays instant
+        ConfigError,
+        from_dict,
+        named_config,
+        to_dict,
+    )
 
     try:
         data = to_dict(named_config(config_name))
         if max_steps is not None:
             data["train"]["total_steps"] = max_steps
+        if init_from is not None:
+            data["train"]["init_from"] = str(init_from)
         config = from_dict(apply_overrides(data, assignments))
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
@@ -107,10 +119,10 @@ def main(config_name: str, out: Path | None, resume: bool, max_steps: int | None
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(toml_text(to_dict(config)), encoding="utf-8")
 
-    from ase_unimat.trainer import train
+    from ase_unimat.training.trainer import train  # torch takes seconds to import
 
     try:
-        result = train(config, out_dir=out, resume=resume, progress=progress, overrides={"keep_every": keep_every})
+        result = train(config, out_dir=out, resume=resume, progress=not quiet, overrides={"keep_every": keep_every})
     except (ValueError, CheckpointError, FileNotFoundError, OSError) as error:
         raise click.ClickException(str(error)) from None
     if main_process:

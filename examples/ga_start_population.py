@@ -20,8 +20,8 @@ from ase.data import atomic_numbers
 from ase_ga.data import PrepareDB
 from ase_ga.utilities import closest_distances_generator
 
-from ase_unimat.formula import parse_formula
-from ase_unimat.generate import UniMatStartGenerator
+from ase_unimat.core.formula import parse_formula
+from ase_unimat.generation import UniMatStartGenerator
 
 
 def main() -> None:

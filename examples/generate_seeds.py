@@ -16,9 +16,9 @@ import argparse
 
 from ase.io import write
 
-from ase_unimat.formula import parse_formula
+from ase_unimat.core.formula import parse_formula
 from ase_unimat.search.buildcell import read_cell
-from ase_unimat.search.seeds import make_seed_sources
+from ase_unimat.search.seed_registry import make_seed_sources
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import argparse
 
 from ase.calculators.emt import EMT
 
+from ase_unimat import Search
 from ase_unimat.search.rank import format_table
-from ase_unimat.search.search import Search
 
 
 def main() -> None:

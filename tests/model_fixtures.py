@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from ase.build import bulk
 
-from ase_unimat.config import UniMatConfig, from_dict, to_dict
-from ase_unimat.representation import composition_of, encode_batch
+from ase_unimat.core.representation import composition_of, encode_batch
+from ase_unimat.model.config import UniMatConfig, from_dict, to_dict
 
 N_SLOTS = 8
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ase_unimat.readers import iter_raw, parse_cif
+from ase_unimat.data.readers import iter_raw, parse_cif
 
 
 @dataclass

@@ -23,7 +23,7 @@ def test_default_model_generates_the_requested_composition():
 def test_default_template_reference_is_bundled():
     import h5py
 
-    from ase_unimat.templates import default_reference
+    from ase_unimat.search.templates import default_reference
 
     path = default_reference()
     with h5py.File(path, "r") as f:

@@ -42,7 +42,7 @@ def test_every_command_answers_help_quickly_without_torch(command, tmp_path):
 
 
 def test_bundled_model_ships_with_the_package():
-    from ase_unimat.generate import DEFAULT_MODEL, models_dirs
+    from ase_unimat.model.bundled import DEFAULT_MODEL, models_dirs
 
     found = [d / DEFAULT_MODEL / "model.pt" for d in models_dirs() if (d / DEFAULT_MODEL / "model.pt").is_file()]
     assert found, f"no {DEFAULT_MODEL}/model.pt next to {ase_unimat.__file__}"

@@ -23,8 +23,8 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
-    from ase_unimat.config import load_config, to_dict
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.config import load_config, to_dict
+    from ase_unimat.model.diffusion import build_model
 
     torch.manual_seed(0)
     config = load_config(REPO / "models" / "configs" / "test.toml")

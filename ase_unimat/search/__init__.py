@@ -1,1 +1,22 @@
-"""Relax-and-rank structure search: seeds, calculators, relaxation, AIRSS I/O, ranking."""
+"""Relax-and-rank structure search: seeds, calculators, relaxation, AIRSS I/O, ranking.
+
+Owns everything between a formula and a ranked table of relaxed cells: the seed contract and its
+registry (``seeds``, ``seed_registry``), the four seed sources (``random_seeds`` with its space-group
+library ``spacegroups``, ``buildcell``, ``unimat_seeds``, ``template_seeds`` over ``templates``,
+``ordered_templates`` and ``template_fingerprint``), ``symmetry``, ``volume``, calculators (the one
+place they enter), ``relax``, the relaxation pool (``pool``, ``relax_cache``), the run ``store``,
+``rank``, AIRSS ``.res`` I/O (``airss_io``, ``buildcell``) and the PNG ``report``. It may import
+``core``, ``data``, ``model.bundled`` and ``generation`` (which loads torch only when sampling);
+never ``training``, ``evaluation``, ``bench`` or ``cli``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def __getattr__(name: str):
+    # `ase_unimat.search.Search` without importing the whole search stack when a submodule is wanted.
+    if name == "Search":
+        return importlib.import_module("ase_unimat.search.search").Search
+    raise AttributeError(f"module 'ase_unimat.search' has no attribute {name!r}")

@@ -13,12 +13,16 @@ one AIRSS's ``cryan``/``ca`` use for freshly relaxed, slightly noisy structures;
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
+import ase.io
+import spglib
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read
+
+from ase_unimat.core.atomic import atomic_path
 
 #: spglib symmetry tolerance (Å) for the space group written into TITL lines.
 SYMPREC = 0.1
@@ -26,7 +30,6 @@ SYMPREC = 0.1
 
 def spacegroup_symbol(atoms: Atoms, *, symprec: float = SYMPREC) -> str:
     """Hermann-Mauguin symbol of ``atoms`` from spglib (``"P1"`` when spglib finds nothing)."""
-    import spglib
 
     cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
     with warnings.catch_warnings():  # spglib >= 2.5 warns about its old None-on-error convention
@@ -75,8 +78,6 @@ def write_res(
     Path
         ``path``.
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.io import write
 
     if not name or any(c.isspace() for c in name):
         raise ValueError(f"res structure name must be non-empty without whitespace, got {name!r}")
@@ -91,22 +92,13 @@ def write_res(
         times_found=int(times_found),
     )
     image.calc = SinglePointCalculator(image, energy=float(enthalpy))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".res.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp, image, format="res", write_info=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, image, format="res", write_info=False)
     return path
 
 
 def read_res(path: str | Path) -> Atoms:
     """Read a ``.res`` file; ``atoms.info`` holds name, pressure, spacegroup, times_found and enthalpy."""
-    from ase.io import read
 
     atoms = read(str(path), format="res")
     enthalpy = atoms.calc.results.get("energy") if atoms.calc is not None else None

@@ -10,6 +10,8 @@ Supported, with AIRSS meaning:
   ``n`` times. Labels shared by several lines (rigid molecular units) are not supported.
 - ``#SPECIES=A%NUM=2,B%NUM=1`` (when no positions block), ``#NATOM=n`` (one species only, fixed n),
   ``#NFORM=n`` (multiplies the listed atoms; a range needs ``nform=``).
+- At most :data:`~ase_unimat.search.random_seeds.MAX_ATOMS` (1000) atoms per built cell; a larger
+  ``NUM`` x ``NFORM`` is refused at once.
 - ``#MINSEP=d A-B=d2 ...`` (global then pair-specific, Angstrom), ``#SYMMOPS=n`` or ``n-m``,
   ``#SLACK=s``, ``#OVERLAP=o``, ``#COMPACT``.
 - ``#TARGVOL=v`` / ``#VARVOL=v`` or ``v1-v2``: as in buildcell, the volume of the cell *as written*,
@@ -25,6 +27,7 @@ keywords and other CASTEP blocks (``SPECIES_POT``, ``EXTERNAL_PRESSURE`` ...): i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_numbers
+from ase.geometry import cellpar_to_cell
 
-from ase_unimat.search.random_seeds import RandomSeedOptions, RandomSeedSource
+from ase_unimat.search.random_seeds import MAX_ATOMS, RandomSeedOptions, RandomSeedSource
 from ase_unimat.search.seeds import SeedSourceError
 
 SUPPORTED_DIRECTIVES = ("SPECIES", "NATOM", "NFORM", "MINSEP", "TARGVOL", "VARVOL", "SYMMOPS", "SLACK", "OVERLAP", "COMPACT")
@@ -98,6 +102,11 @@ def parse_cell(text: str, *, nform: int | None = None, name: str = "<cell>") -> 
     if int(nform) < 1:
         raise CellFileError(f"{name}: NFORM must be a positive integer, got {nform}")
     counts = {s: n * int(nform) for s, n in seed_counts.items()}
+    if sum(counts.values()) > MAX_ATOMS:
+        raise CellFileError(
+            f"{name}: {sum(counts.values())} atoms per cell (NUM x NFORM); random seeds are built for "
+            f"at most {MAX_ATOMS} atoms"
+        )
     options = _options(directives, lines, lattice, fixed, name)
     return CellSpec(counts, seed_counts, int(nform), options, lattice, tuple(ignored), None)
 
@@ -149,7 +158,6 @@ def _split(text: str, name: str) -> tuple[dict[str, list[str]], dict[str, str], 
 
 def _lattice(blocks: Mapping[str, list[str]], name: str) -> tuple[np.ndarray | None, bool]:
     """The cell (3, 3) of a lattice block, and whether it is fixed (``#FIX`` inside the block)."""
-    from ase.geometry import cellpar_to_cell
 
     for block in ("LATTICE_CART", "LATTICE_ABC"):
         if block not in blocks:
@@ -282,6 +290,8 @@ def _options(directives, n_seed: int, lattice, fixed, name) -> RandomSeedOptions
     volume = None
     if volume_key is not None:
         values = _values(directives[volume_key], volume_key, name)
+        if not all(math.isfinite(v) for v in values):
+            raise CellFileError(f"{name}: #{volume_key}={directives[volume_key]} must be a finite volume")
         if min(values) <= 0:
             raise CellFileError(f"{name}: #{volume_key} must be positive")
         volume = (min(values) / n_seed, max(values) / n_seed)

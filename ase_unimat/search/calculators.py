@@ -23,6 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ase.calculators.emt import EMT
+from ase.calculators.espresso import Espresso, EspressoProfile
+
 #: Built-in calculator names.
 CALCULATOR_NAMES = ("emt", "chgnet", "sevenn", "espresso")
 
@@ -214,8 +217,6 @@ def _require_module(name: str, hint: str) -> None:
 
 
 def _emt(**kw: Any) -> Any:
-    from ase.calculators.emt import EMT
-
     return EMT(**kw)
 
 
@@ -227,9 +228,9 @@ def _chgnet(*, threads: int | None = 1, model: str = "0.3.0", device: str = "aut
     19 ms). ``None`` leaves torch's setting alone.
     """
     _require_module("chgnet", "pip install chgnet")
-    import torch
-    from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
+    import torch  # torch takes seconds to import
+    from chgnet.model import CHGNet  # optional: pip install '.[chgnet]'
+    from chgnet.model.dynamics import CHGNetCalculator  # optional: pip install '.[chgnet]'
 
     from ase_unimat.search.calc_options import resolve_device
 
@@ -243,8 +244,8 @@ def _chgnet(*, threads: int | None = 1, model: str = "0.3.0", device: str = "aut
 def _sevenn(*, threads: int | None = 1, model: str = "7net-0", device: str = "auto", **kw: Any) -> Any:
     """SevenNet (weights ship in its wheel); only when the ``sevenn`` package is installed."""
     _require_module("sevenn", "pip install sevenn")
-    import torch
-    from sevenn.calculator import SevenNetCalculator
+    import torch  # torch takes seconds to import
+    from sevenn.calculator import SevenNetCalculator  # optional: SevenNet
 
     from ase_unimat.search.calc_options import resolve_device
 
@@ -343,8 +344,6 @@ class EspressoForSearch:
         self._inner_symbols: tuple[str, ...] = ()
 
     def _calculator_for(self, atoms: Any) -> Any:
-        from ase.calculators.espresso import Espresso, EspressoProfile
-
         symbols = tuple(sorted(set(atoms.get_chemical_symbols())))
         if self._inner is not None and symbols == self._inner_symbols:
             return self._inner

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ase import Atoms
 
-from ase_unimat.formula import format_formula, reduce_counts
+from ase_unimat.core.formula import format_formula, reduce_counts
 from ase_unimat.search.seeds import Seed, SeedSourceError, make_seed
 
 #: File name suffix -> ``ase.io`` format.

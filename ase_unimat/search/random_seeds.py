@@ -16,30 +16,37 @@ How one seed is built (all randomness from the ``rng`` passed in):
    near-stabiliser fixes. ``minsep`` is pair-specific (``pair_minsep``), else ``minsep``, else
    ``0.7 (r_i + r_j)`` from covalent radii.
 4. **SLACK / OVERLAP** (AIRSS semantics, hard spheres): with ``slack > 0`` atoms are first placed with
-   spheres shrunk by ``slack`` and then pushed apart (soft-sphere steps toward the full ``minsep``;
-   P1 seeds only). A seed is accepted when every pair is at least ``(1 - overlap) * minsep`` apart,
-   so with the defaults (0, 0) MINSEP holds exactly.
+   spheres shrunk by ``slack`` and then pushed apart (soft-sphere steps toward the full ``minsep``).
+   A seed is accepted when every pair is at least ``(1 - overlap) * minsep`` apart, so with the
+   defaults (0, 0) MINSEP holds exactly. This holds for symmetric seeds too: pairwise pushes of a
+   symmetric structure are themselves symmetric, so the pushed seed keeps its operations.
 5. **Retries.** A failed placement restarts with a fresh cell, at most ``max_attempts`` times; then
    :class:`ImpossibleSeedError`. If hard spheres of diameter ``minsep`` cannot fit at all (packing
    fraction above 0.74 in the largest allowed volume), the error comes at once.
+6. **Size.** At most :data:`MAX_ATOMS` atoms per cell (placement and push work on all pairs of
+   atoms, N^2 per step); more is refused at once.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase import Atoms
+from ase.build import niggli_reduce
+from ase.geometry import cellpar_to_cell
 
-from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, make_seed
+from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, make_seed, seed_rng
+from ase_unimat.search.spacegroups import SpaceGroup, SpaceGroupLibrary, representable
 from ase_unimat.search.volume import PACKING, default_minsep, estimate_volume
 
 #: Densest packing of equal spheres (fcc/hcp), the bound of the upfront MINSEP check.
 MAX_PACKING_FRACTION = 0.7405
+#: Most atoms in one random seed: placing and pushing are quadratic in the atom count.
+MAX_ATOMS = 1000
 
 
 class ImpossibleSeedError(SeedSourceError):
@@ -68,6 +75,11 @@ class RandomSeedOptions:
     push_steps: int = 200
 
     def __post_init__(self) -> None:
+        numbers = [self.minsep if self.minsep is not None else 0.0, *self.pair_minsep.values(),
+                   *(self.volume_per_atom or ())]
+        if not all(math.isfinite(float(v)) for v in numbers):
+            raise SeedSourceError(f"MINSEP and volumes must be finite, got MINSEP {self.minsep}, "
+                                  f"pairs {dict(self.pair_minsep)}, volume per atom {self.volume_per_atom}")
         for name in ("slack", "overlap"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -141,6 +153,10 @@ def random_structure(
     counts = {s: int(n) for s, n in counts.items() if int(n) > 0}
     if not counts:
         raise SeedSourceError("empty composition")
+    if sum(counts.values()) > MAX_ATOMS:
+        raise SeedSourceError(
+            f"{_formula(counts)} has {sum(counts.values())} atoms; random seeds are built for at most {MAX_ATOMS}"
+        )
     symbols = list(counts)
     minsep = np.array([[options.minsep_of(a, b) for b in symbols] for a in symbols])  # (S, S)
     _check_packing(counts, minsep, options)
@@ -220,7 +236,6 @@ def _self_clash(cell: np.ndarray, shifts: np.ndarray, limit: float) -> bool:
 
 def random_cell(volume: float, *, options: RandomSeedOptions, rng: np.random.Generator, system: str = "triclinic"):
     """A random 3x3 cell (rows are vectors) of ``volume`` in the given crystal system, or None if too distorted."""
-    from ase.geometry import cellpar_to_cell
 
     lo, hi = options.angle_range
     lengths = np.exp(rng.uniform(0.0, math.log(options.max_length_ratio), size=3))
@@ -275,8 +290,6 @@ def _try_p1(counts, minsep, place, accept, volume, options, rng) -> Atoms | None
     atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
     atoms.wrap()
     if options.compact:
-        from ase.build import niggli_reduce
-
         niggli_reduce(atoms)
     return atoms
 
@@ -302,137 +315,6 @@ def _push(positions, species, cell, shifts, minsep, accept, steps) -> np.ndarray
 # ----------------------------------------------------------------------------------- symmetric seeds
 
 
-_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"), (194, "hexagonal"))
-
-
-def crystal_system(number: int) -> str:
-    """Lattice family of a space-group number (trigonal groups in hexagonal axes)."""
-    for last, name in _SYSTEMS:
-        if number <= last:
-            return name
-    return "cubic"
-
-
-@dataclass
-class SpaceGroup:
-    """Operations of one space group in its standard (conventional) setting."""
-
-    hall_number: int
-    number: int
-    rotations: np.ndarray  # (n_ops, 3, 3) int, acting on fractional column vectors
-    translations: np.ndarray  # (n_ops, 3)
-    multiplicities: frozenset[int]  # orbit sizes found by sampling special and general positions
-
-    @property
-    def n_ops(self) -> int:
-        return len(self.rotations)
-
-    @property
-    def system(self) -> str:
-        return crystal_system(self.number)
-
-    def orbit(self, point: np.ndarray, *, tol: float = 1e-4) -> np.ndarray:
-        """Distinct images (m, 3) of a fractional point, wrapped into [0, 1)."""
-        images = np.mod(self.rotations @ point + self.translations, 1.0)  # (n_ops, 3)
-        offset = (images[:, None, :] - images[None, :, :] + 0.5) % 1.0 - 0.5  # (n_ops, n_ops, 3)
-        same = np.max(np.abs(offset), axis=2) <= tol  # (n_ops, n_ops)
-        return images[~np.tril(same, k=-1).any(axis=1)]
-
-    def snap(self, point: np.ndarray, delta: float) -> np.ndarray:
-        """Move ``point`` onto the point fixed by the operations that map it within ``delta`` of itself."""
-        return self.snap_many(point[None], np.array([delta]))[0]
-
-    def snap_many(self, points: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-        """:meth:`snap` for points (P, 3) with their own ``deltas`` (P,)."""
-        for _ in range(4):
-            images = np.einsum("nij,pj->pni", self.rotations, points) + self.translations  # (P, n_ops, 3)
-            offset = (images - points[:, None, :] + 0.5) % 1.0 - 0.5  # (P, n_ops, 3) nearest-image offsets
-            near = np.max(np.abs(offset), axis=2) <= deltas[:, None]  # (P, n_ops); identity always near
-            points = points + np.einsum("pn,pni->pi", near, offset) / near.sum(axis=1, keepdims=True)
-        return np.mod(points, 1.0)
-
-    def orbit_sizes(self, points: np.ndarray, *, grid: int = 10000) -> np.ndarray:
-        """Number of distinct images (P,) of fractional points (P, 3), compared on a 1/``grid`` mesh."""
-        images = np.einsum("nij,pj->pni", self.rotations, points) + self.translations  # (P, n, 3)
-        cells = np.mod(np.rint(images * grid).astype(np.int64), grid)  # (P, n, 3)
-        keys = np.sort((cells[..., 0] * grid + cells[..., 1]) * grid + cells[..., 2], axis=1)  # (P, n)
-        return 1 + np.count_nonzero(np.diff(keys, axis=1), axis=1)
-
-
-class SpaceGroupLibrary:
-    """Space groups (one standard setting each) and their orbit sizes, computed on first use."""
-
-    def __init__(self, *, samples: int = 400, seed: int = 0) -> None:
-        self._samples = samples
-        self._seed = seed
-        self._groups: dict[int, SpaceGroup] = {}
-        self._hall_of_number: dict[int, int] | None = None
-        self._n_ops: dict[int, int] = {}
-        self._candidates: dict[tuple, list[int]] = {}
-
-    def hall_numbers(self) -> dict[int, int]:
-        """Space-group number -> the Hall number of its default setting."""
-        if self._hall_of_number is None:
-            import spglib
-
-            first: dict[int, int] = {}
-            with warnings.catch_warnings():  # spglib 2.x deprecation notices about its error handling
-                warnings.simplefilter("ignore", DeprecationWarning)
-                for hall in range(1, 531):
-                    first.setdefault(int(spglib.get_spacegroup_type(hall).number), hall)
-            self._hall_of_number = first
-        return self._hall_of_number
-
-    def group(self, hall: int) -> SpaceGroup:
-        """The :class:`SpaceGroup` of a Hall number."""
-        if hall not in self._groups:
-            import spglib
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                ops = spglib.get_symmetry_from_database(hall)
-                number = int(spglib.get_spacegroup_type(hall).number)
-            group = SpaceGroup(hall, number, np.asarray(ops["rotations"]), np.asarray(ops["translations"]), frozenset())
-            rng = np.random.default_rng([self._seed, hall])
-            sizes = {group.n_ops}
-            chunk = max(1, 20000 // group.n_ops)
-            for start in range(0, self._samples, chunk):
-                m = min(chunk, self._samples - start)
-                points = group.snap_many(rng.random((m, 3)), rng.uniform(0.0, 0.3, size=m))
-                sizes.update(int(x) for x in group.orbit_sizes(points))
-            group.multiplicities = frozenset(sizes)
-            self._groups[hall] = group
-        return self._groups[hall]
-
-    def candidates(self, counts: Sequence[int], symmops: tuple[int, int]) -> list[int]:
-        """Hall numbers whose operation count is in ``symmops`` and whose orbits can add up to ``counts``."""
-        key = (tuple(sorted(counts)), tuple(symmops))
-        if key not in self._candidates:
-            import spglib
-
-            out = []
-            for _number, hall in sorted(self.hall_numbers().items()):
-                if hall not in self._n_ops:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", DeprecationWarning)
-                        self._n_ops[hall] = len(spglib.get_symmetry_from_database(hall)["rotations"])
-                if not symmops[0] <= self._n_ops[hall] <= symmops[1]:
-                    continue
-                if all(_representable(n, self.group(hall).multiplicities) for n in counts):
-                    out.append(hall)
-            self._candidates[key] = out
-        return self._candidates[key]
-
-
-def _representable(n: int, parts: frozenset[int]) -> bool:
-    """Whether ``n`` is a sum of (repeatable) ``parts``."""
-    reachable = np.zeros(n + 1, dtype=bool)
-    reachable[0] = True
-    for total in range(1, n + 1):
-        reachable[total] = any(p <= total and reachable[total - p] for p in parts)
-    return bool(reachable[n])
-
-
 def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rng) -> Atoms | None:
     """One attempt at a structure with ``group``'s operations; None when placement fails."""
     cell = random_cell(volume, options=options, rng=rng, system=group.system)
@@ -452,7 +334,7 @@ def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rn
                 delta = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.0, 0.3))
                 orbit = group.orbit(group.snap(rng.random(3), delta))  # (m, 3)
                 m = len(orbit)
-                if m > remaining or not _representable(remaining - m, group.multiplicities):
+                if m > remaining or not representable(remaining - m, group.multiplicities):
                     continue
                 cart = orbit @ cell
                 inner = _distances(cart, cart, shifts)  # (m, m)
@@ -467,11 +349,23 @@ def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rn
                 break
             else:
                 return None
+    positions = frac @ cell
+    if options.slack > 0 or options.overlap > 0:  # as for P1: push apart, reject below the floor
+        accept = (1.0 - options.overlap) * minsep
+        positions = _push(positions, np.array(species), cell, shifts, minsep, accept, options.push_steps)
+        if positions is None:
+            return None
     symbols = list(counts)
-    return Atoms([symbols[s] for s in species], scaled_positions=frac, cell=cell, pbc=True)
+    atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
+    atoms.wrap()
+    return atoms
 
 
 # ----------------------------------------------------------------------------------- the source
+
+
+#: The symmetry-operation range of the ``random-sym`` source (AIRSS practice: ``#SYMMOPS=2-4``).
+RANDOM_SYM_SYMMOPS = (2, 4)
 
 
 @dataclass
@@ -488,15 +382,25 @@ class RandomSeedSource:
 
     options: RandomSeedOptions = field(default_factory=RandomSeedOptions)
     name: str = "random"
+    p1_fallback: bool = False
     _groups: SpaceGroupLibrary = field(default_factory=SpaceGroupLibrary, init=False, repr=False)
 
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
-        """Seed ``k`` is built from ``seed_rng(run_seed, name, k)`` alone."""
-        from ase_unimat.search.seeds import seed_rng
+        """Seed ``k`` is built from ``seed_rng(run_seed, name, k)`` alone.
 
+        With ``p1_fallback``, a composition that no space group of the ``symmops`` range can hold
+        (no orbits of those sizes add up to its counts) gets P1 seeds instead of an error, marked
+        ``info["symmetry_fallback"] = True`` (what an AIRSS user does by hand: drop ``#SYMMOPS``).
+        """
+        options = self.options
+        if self.p1_fallback and options.symmops not in (None, (1, 1)):
+            if not self._groups.candidates(list(counts.values()), options.symmops):
+                options = replace(options, symmops=None)
         seeds = []
         for k in indices:
             rng = seed_rng(run_seed, self.name, k)
-            atoms = random_structure(counts, options=self.options, rng=rng, groups=self._groups)
+            atoms = random_structure(counts, options=options, rng=rng, groups=self._groups)
+            if options is not self.options:
+                atoms.info["symmetry_fallback"] = True
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed))
         return seeds

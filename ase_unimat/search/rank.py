@@ -13,13 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import format_formula, reduce_counts
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+
+from ase_unimat.core.atomic import atomic_path, atomic_write_text
+from ase_unimat.core.formula import format_formula, reduce_counts
+from ase_unimat.core.geometry import atom_counts
+from ase_unimat.search.airss_io import write_res
 from ase_unimat.search.relax import RelaxResult
 
 CSV_COLUMNS = (
@@ -61,11 +66,11 @@ class RankedStructure:
 
     @property
     def n_fu(self) -> int:
-        return reduce_counts(_counts(self.best))[1]
+        return reduce_counts(atom_counts(self.best.atoms))[1]
 
     @property
     def formula(self) -> str:
-        return format_formula(reduce_counts(_counts(self.best))[0])
+        return format_formula(reduce_counts(atom_counts(self.best.atoms))[0])
 
     @property
     def enthalpy_per_fu(self) -> float:
@@ -137,8 +142,8 @@ def rank(
     -------
     Ranking
     """
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.analysis.structure_matcher import StructureMatcher  # pymatgen is slow to import
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import
 
     results = list(results)
     ok = [r for r in results if r.ok and math.isfinite(r.enthalpy)]
@@ -151,7 +156,7 @@ def rank(
     structures: list[Any] = []  # pymatgen Structure of each group's representative
     keys: list[tuple] = []  # reduced composition of each group
     for result in ok:
-        key = tuple(sorted(reduce_counts(_counts(result))[0].items()))
+        key = tuple(sorted(reduce_counts(atom_counts(result.atoms))[0].items()))
         per_atom = result.enthalpy / len(result.atoms)
         structure = AseAtomsAdaptor.get_structure(result.atoms)
         for i, group in enumerate(groups):
@@ -200,8 +205,6 @@ def format_table(ranking: Ranking, *, limit: int | None = None) -> str:
 
 def write_csv(ranking: Ranking, path: str | Path) -> Path:
     """Write the ranking table as CSV (columns :data:`CSV_COLUMNS`), atomically."""
-    from ase_unimat.search.store import atomic_write_text
-
     path = Path(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -214,7 +217,6 @@ def write_csv(ranking: Ranking, path: str | Path) -> Path:
 
 def write_unique_res(ranking: Ranking, folder: str | Path) -> list[Path]:
     """One ``.res`` per unique structure with its times-found count (old files in ``folder`` removed)."""
-    from ase_unimat.search.airss_io import write_res
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,14 +245,10 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
     Each row holds the relaxed structure, its enthalpy as the energy, and key-value pairs
     ``name, source, spacegroup, times_found, pressure, enthalpy_per_fu, relative_enthalpy_per_fu``.
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.db import connect
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    tmp.unlink(missing_ok=True)
-    with connect(tmp) as db:
+    kind = path.suffix[1:] if path.suffix in (".db", ".json") else "db"
+    with atomic_path(path) as tmp, connect(tmp, type=kind, append=False) as db:
         for structure in ranking.structures:
             atoms = structure.best.atoms.copy()
             atoms.calc = SinglePointCalculator(atoms, energy=structure.best.enthalpy)
@@ -265,12 +263,4 @@ def write_database(ranking: Ranking, path: str | Path) -> Path:
                 relative_enthalpy_per_fu=structure.relative_enthalpy_per_fu,
                 converged=structure.best.converged,
             )
-    os.replace(tmp, path)
     return path
-
-
-def _counts(result: RelaxResult) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for symbol in result.atoms.get_chemical_symbols():
-        counts[symbol] = counts.get(symbol, 0) + 1
-    return counts

@@ -22,15 +22,17 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.search.calc_options import check_options
-from ase_unimat.search.calculators import check_calculator_spec, describe_calculator, get_calculator
+from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
+from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import CSV_COLUMNS, RankedStructure, Ranking, rank, write_unique_res
-from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax, relax_task
-from ase_unimat.search.store import RunStore, atomic_write_text
+from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
+from ase_unimat.search.store import RunStore
 
 #: Sub-folder of a run directory holding the second level.
 REFINE_DIR = "refine"
@@ -148,7 +150,7 @@ class Refine:
         tasks = [
             self._task(place, structure) for place, structure in self.candidates() if structure.best.id not in done
         ]
-        for result in _relax_all(tasks, workers=self.workers, executor=self.executor):
+        for _, result in RelaxPool(workers=self.workers, executor=self.executor).imap(tasks):
             result.seed_info["level"] = 2
             if store is not None:
                 store.save(result)
@@ -192,39 +194,6 @@ class Refine:
             calculator_options=tuple(sorted(self.calculator_options.items())),
             settings=self.settings,
         )
-
-
-def _relax_all(tasks: Sequence[RelaxTask], *, workers: int, executor: cf.Executor | None) -> Iterator[RelaxResult]:
-    """Relax ``tasks`` in this process (one worker, no executor) or on a pool, yielding as each finishes."""
-    if not tasks:
-        return
-    if executor is None and workers == 1:
-        calculator = None
-        for task in tasks:
-            if calculator is None:
-                calculator = get_calculator(task.calculator, **dict(task.calculator_options))
-            yield relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
-        return
-    if executor is not None:
-        yield from _drain(executor, tasks)
-        return
-    import multiprocessing
-
-    from ase_unimat.search.threads import init_worker
-
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker) as pool:
-        yield from _drain(pool, tasks)
-
-
-def _drain(executor: cf.Executor, tasks: Sequence[RelaxTask]) -> Iterator[RelaxResult]:
-    futures = [executor.submit(relax_task, task) for task in tasks]
-    try:
-        for future in cf.as_completed(futures):
-            yield future.result()
-    finally:
-        for future in futures:
-            future.cancel()
 
 
 def level1(structure: RankedStructure) -> tuple[int | None, float | None, float | None]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import signal
 import threading
@@ -24,7 +23,12 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.filters import FrechetCellFilter
+from ase.optimize import BFGS, FIRE
+from ase.units import GPa
 
+from ase_unimat.core.geometry import shortest_distance
+from ase_unimat.search.calculators import get_calculator
 from ase_unimat.search.threads import single_threaded_blas
 
 OPTIMIZERS = ("FIRE", "BFGS")
@@ -146,9 +150,6 @@ def relax(
     RelaxResult
         ``status="ok"`` (converged or not within ``max_steps``) or ``"failed"`` with a reason.
     """
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS, FIRE
-    from ase.units import GPa
 
     settings = settings or RelaxSettings()
     work = atoms.copy()
@@ -246,25 +247,6 @@ def _check_distances(atoms: Atoms, min_distance: float) -> None:
         raise RelaxFailure(f"atoms collapsed: two atoms {distance:.2f} Å apart (limit {min_distance} Å)")
 
 
-def shortest_distance(atoms: Atoms) -> float:
-    """Shortest distance between two atoms, periodic images included (Å).
-
-    Minimum image over the 27 neighbouring cells of the wrapped fractional differences: exact for any
-    cell that is not extremely skewed, and ~10x cheaper than a neighbour list on small cells.
-    """
-    n = len(atoms)
-    frac = atoms.get_scaled_positions(wrap=False)  # (N, 3)
-    diff = frac[:, None, :] - frac[None, :, :]  # (N, N, 3)
-    diff -= np.round(diff)
-    vectors = (diff[:, :, None, :] + _SHIFTS[None, None]) @ atoms.cell.array  # (N, N, 27, 3)
-    distances = np.sqrt((vectors**2).sum(-1))  # (N, N, 27)
-    distances[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself (shift 0, 0, 0)
-    return float(distances.min())
-
-
-_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3), index 13 = (0, 0, 0)
-
-
 @contextlib.contextmanager
 def _alarm(seconds: float | None) -> Iterator[None]:
     """Interrupt a long calculator call after ``seconds`` (main thread on Unix only; else no-op)."""
@@ -320,18 +302,23 @@ class RelaxTask:
 
 def relax_task(task: RelaxTask) -> RelaxResult:
     """Build the calculator in this process (cached per named spec) and relax the task's seed."""
-    if isinstance(task.calculator, str):  # one per thread: threaded executors must not share one
+    if isinstance(task.calculator, str) and _hashable(task.calculator_options):  # one per thread
         calculator = _cached_calculator(task.calculator, task.calculator_options, threading.get_ident())
-    else:
-        from ase_unimat.search.calculators import get_calculator
-
+    else:  # an object or factory, or options with lists in them (kpts=[4, 4, 4]): built for this task
         calculator = get_calculator(task.calculator, **dict(task.calculator_options))
     return relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=16)
 def _cached_calculator(spec: str, options: tuple[tuple[str, Any], ...], thread: int) -> Any:
     """A worker builds each named calculator once per thread (CHGNet loads its weights once)."""
-    from ase_unimat.search.calculators import get_calculator
 
     return get_calculator(spec, **dict(options))

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import reduce_counts
+from ase_unimat.core.formula import reduce_counts
 from ase_unimat.search.store import RunStore
 
 
@@ -55,10 +55,10 @@ def make_report(run_dir: str | Path, *, out: str | Path | None = None) -> list[P
     ValueError
         If the run directory holds no successful relaxation.
     """
-    import matplotlib
+    import matplotlib  # optional: pip install '.[plot]'
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: pip install '.[plot]'
 
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():
@@ -78,12 +78,7 @@ def make_report(run_dir: str | Path, *, out: str | Path | None = None) -> list[P
     ax.set_xlabel("relaxations of this source")
     ax.set_ylabel("best enthalpy per f.u. − run best (eV)")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.legend(title="seed source")
-    ax.set_title(f"{run_dir.name}: convergence per seed source")
-    fig.tight_layout()
-    convergence = folder / "convergence.png"
-    fig.savefig(convergence, dpi=120)
-    plt.close(fig)
+    convergence = _finish(fig, ax, f"{run_dir.name}: convergence per seed source", folder / "convergence.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for source in sources:
@@ -98,10 +93,17 @@ def make_report(run_dir: str | Path, *, out: str | Path | None = None) -> list[P
         )
     ax.set_xlabel("volume per f.u. (Å³)")
     ax.set_ylabel("enthalpy per f.u. − run best (eV)")
-    ax.legend(title="seed source")
-    ax.set_title(f"{run_dir.name}: enthalpy vs volume")
-    fig.tight_layout()
-    scatter = folder / "enthalpy_volume.png"
-    fig.savefig(scatter, dpi=120)
-    plt.close(fig)
+    scatter = _finish(fig, ax, f"{run_dir.name}: enthalpy vs volume", folder / "enthalpy_volume.png")
     return [convergence, scatter]
+
+
+def _finish(fig, ax, title: str, path: Path) -> Path:
+    """Legend, title and layout of one report figure; save it to ``path`` and close it."""
+    import matplotlib.pyplot as plt  # optional: pip install '.[plot]'
+
+    ax.legend(title="seed source")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

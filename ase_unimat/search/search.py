@@ -16,16 +16,21 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.formula import FormulaError, format_formula, parse_formula
+from ase_unimat.core import formula as formula_module
+from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
+from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.calc_options import check_options
-from ase_unimat.search.calculators import check_calculator_spec, describe_calculator, get_calculator
+from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
+from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
-from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask, relax, relax_task
+from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
+from ase_unimat.search.report import make_report
+from ase_unimat.search.seed_registry import make_seed_sources
+from ase_unimat.search.seeds import seed_rng
 from ase_unimat.search.store import RunStore
 
 
@@ -34,28 +39,15 @@ class SearchError(ValueError):
 
 
 def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
-    """``2`` -> ``(2, 2)``, ``(1, 4)`` or ``"1-4"`` -> ``(1, 4)``; raises :class:`SearchError` otherwise."""
+    """:func:`ase_unimat.core.formula.parse_formula_units`, raising :class:`SearchError`."""
     try:
-        if isinstance(value, str):
-            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
-            if match is None:
-                raise ValueError(value)
-            bounds = (int(match[1]), int(match[2] or match[1]))
-        elif isinstance(value, int):
-            bounds = (value, value)
-        else:
-            low, high = value
-            bounds = (int(low), int(high))
-    except (TypeError, ValueError):
-        raise SearchError(f"formula units must be an integer or a range like 1-4, got {value!r}") from None
-    if bounds[0] < 1 or bounds[1] < bounds[0] or bounds[1] > 64:
-        raise SearchError(f"formula units range must satisfy 1 <= low <= high <= 64, got {bounds[0]}-{bounds[1]}")
-    return bounds
+        return formula_module.parse_formula_units(value)
+    except FormulaError as err:
+        raise SearchError(str(err)) from None
 
 
 def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> int:
     """Formula units of seed ``index``: uniform in ``bounds``, a function of ``(run_seed, index)`` only."""
-    from ase_unimat.search.seeds import seed_rng
 
     low, high = bounds
     if low == high:
@@ -118,7 +110,7 @@ class Search:
         ranked templates (None: the source's default, 0.3 then 0.5).
     ordered_templates
         Template-based seeds (``template``, ``unimat-template``) also use ordered-substitution
-        candidates (:mod:`ase_unimat.ordered_templates`); False: prototype substitution alone.
+        candidates (:mod:`ase_unimat.search.ordered_templates`); False: prototype substitution alone.
     db
         Also write the unique structures to this ASE database after :meth:`run`.
     plot
@@ -258,19 +250,17 @@ class Search:
         store = self._open_store()
         done = store.finished_indices() if store else set()
         pending = [k for k in range(self.n) if k not in done]
-        if self.executor is None and self.workers == 1:
-            yield from self._run_serial(pending, store)
-            return
-        if self.executor is not None:
-            yield from self._run_executor(self.executor, pending, store)
-            return
-        import multiprocessing
+        pool = RelaxPool(workers=self.workers, executor=self.executor)
+        index_of: dict[int, int] = {}  # id(task) -> seed index
 
-        from ase_unimat.search.threads import init_worker
+        def tasks() -> Iterator[RelaxTask]:
+            for seed, index in self._seeds(pending, chunk=8 if pool.serial else pool.in_flight):
+                task = self._task(seed)
+                index_of[id(task)] = index
+                yield task
 
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker) as pool:
-            yield from self._run_executor(pool, pending, store)
+        for task, result in pool.imap(tasks()):
+            yield self._finish(result, index_of.pop(id(task)), store)
 
     def run(self) -> Ranking:
         """Run the search to the end and return the ranking of every finished seed of the run.
@@ -295,44 +285,10 @@ class Search:
             write_csv(self.ranking, self.out / "ranked.csv")
             write_unique_res(self.ranking, self.out / "unique")
             if self.plot:
-                from ase_unimat.search.report import make_report
-
                 make_report(self.out)
         if self.db is not None:
             write_database(self.ranking, self.db)
         return self.ranking
-
-    def _run_serial(self, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
-        calculator = None
-        for seed, index in self._seeds(pending, chunk=8):
-            if calculator is None:
-                calculator = get_calculator(self.calculator, **self.calculator_options)
-            result = relax(seed.atoms, calculator, self.settings, id=seed.id, source=seed.source)
-            yield self._finish(result, index, store)
-
-    def _run_executor(self, executor: cf.Executor, pending: list[int], store: RunStore | None) -> Iterator[RelaxResult]:
-        in_flight = 2 * self.workers
-        seeds = self._seeds(pending, chunk=in_flight)
-        running: dict[cf.Future, int] = {}
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and len(running) < in_flight:
-                    try:
-                        seed, index = next(seeds)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    running[executor.submit(relax_task, self._task(seed))] = index
-                if not running:
-                    return
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    index = running.pop(future)
-                    yield self._finish(future.result(), index, store)
-        finally:
-            for future in running:
-                future.cancel()
 
     def _task(self, seed: Any) -> RelaxTask:
         return RelaxTask(
@@ -373,7 +329,6 @@ class Search:
             if not hasattr(self.seed_spec, "make"):
                 raise SearchError(f"seeds must be a spec string or a SeedSource, got {self.seed_spec!r}")
             return self.seed_spec
-        from ase_unimat.search.seeds import make_seed_sources
 
         options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
         return make_seed_sources(
@@ -395,7 +350,6 @@ class Search:
     def _cell_spec(self) -> Any:
         if self.cell_file is None:
             return None
-        from ase_unimat.search.buildcell import read_cell
 
         return read_cell(self.cell_file, nform=1)  # formula units are drawn per seed here
 
@@ -438,7 +392,6 @@ def _target(formula: Any) -> tuple[Path | None, dict[str, int], tuple[int, int] 
         path = Path(formula)
         if not path.is_file():
             raise SearchError(f"seed file {path} not found")
-        from ase_unimat.search.buildcell import read_cell
 
         spec = read_cell(path, nform=1)  # any other mistake in the file is raised here
         try:

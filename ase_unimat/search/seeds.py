@@ -29,8 +29,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from ase import Atoms
 
+from ase_unimat.core.formula import formula_label
+
 #: Source names a spec may use.
-SOURCE_NAMES = ("unimat", "unimat-template", "template", "random", "cell")
+SOURCE_NAMES = ("unimat", "unimat-template", "template", "random", "random-sym", "cell")
 
 
 class SeedSourceError(ValueError):
@@ -46,7 +48,7 @@ class Seed:
     """One unrelaxed starting structure and where it came from."""
 
     id: str  # reproducible, e.g. "Mg2SiO4-unimat-000017"
-    source: str  # "unimat" | "random" | "template" | "cell"
+    source: str  # "unimat" | "unimat-template" | "template" | "random" | "random-sym" | "cell"
     atoms: Atoms  # unrelaxed; info has "source", "seed", "index" and source-specific keys
 
 
@@ -59,11 +61,6 @@ class SeedSource(Protocol):
     def make(self, counts: Mapping[str, int], indices: Sequence[int], *, run_seed: int) -> list[Seed]:
         """Seeds for ``indices`` (in that order); seed ``k`` depends only on ``(run_seed, name, k)``."""
         ...
-
-
-def formula_label(counts: Mapping[str, int]) -> str:
-    """Cell formula in the counts' own element order: ``{"Mg": 2, "Si": 1, "O": 4}`` -> ``"Mg2SiO4"``."""
-    return "".join(f"{sym}{n if n != 1 else ''}" for sym, n in counts.items())
 
 
 def seed_id(counts: Mapping[str, int], source: str, index: int) -> str:
@@ -231,73 +228,3 @@ class MixedSeedSource:
             raise NoSeedsForFormula(f"no seed source can build {formula_label(counts)}")
         return usable
 
-
-def make_seed_sources(
-    spec: str,
-    *,
-    model: Any = None,
-    template_reference: Any = None,
-    cell_spec: Any = None,
-    unimat_options: Mapping[str, Any] | None = None,
-    template_options: Mapping[str, Any] | None = None,
-) -> MixedSeedSource:
-    """Build the seed source of a spec string.
-
-    Parameters
-    ----------
-    spec
-        ``"unimat"``, ``"random"``, ``"template"``, ``"mixed:0.7"``, ``"unimat:0.5,template:0.3,random:0.2"``
-        or ``"file:PATH"`` (structures read from files, :mod:`ase_unimat.search.file_seeds`).
-    model
-        UniMat model object or path for the ``unimat`` source (``None``: the bundled default).
-    template_reference
-        HDF5 file or CIF folder (or a built ``TemplateIndex``) for the ``template`` source
-        (``None``: the bundled model's training set).
-    cell_spec
-        A parsed AIRSS seed file (:class:`ase_unimat.search.buildcell.CellSpec`) or its path. Given a
-        cell spec, ``random`` seeds are built under its directives and are named ``cell``.
-    unimat_options, template_options
-        Extra keyword options of :class:`UniMatSeedSource` / :class:`TemplateSeedSource`.
-
-    Returns
-    -------
-    MixedSeedSource
-        One :class:`SeedSource` dispatching every index to its allocated source (a pure spec gives
-        a mix of one, which raises the source's own error instead of falling back).
-    """
-    if isinstance(spec, str) and spec.strip().lower().startswith("file:"):  # structures from files
-        from ase_unimat.search.file_seeds import FileSeedSource
-
-        path = spec.strip()[len("file:") :]
-        if not path:
-            raise SeedSourceError("seed spec 'file:' needs a path, e.g. file:old_run or 'file:cifs/*.cif'")
-        return MixedSeedSource(sources={"file": FileSeedSource(path)}, weights={"file": 1.0})
-    weights = parse_seed_spec(spec)
-    if cell_spec is not None and not hasattr(cell_spec, "options"):
-        from ase_unimat.search.buildcell import read_cell
-
-        cell_spec = read_cell(cell_spec)
-    sources: dict[str, SeedSource] = {}
-    for name in weights:
-        if name in ("unimat", "unimat-template"):
-            from ase_unimat.search.unimat_seeds import UniMatSeedSource
-
-            options = dict(unimat_options or {})
-            if name == "unimat-template":
-                options.update(start="template", template_reference=template_reference,
-                               template_options=template_options)  # fmt: skip
-            sources[name] = UniMatSeedSource(model=model, name=name, **options)
-        elif name == "template":
-            from ase_unimat.search.template_seeds import TemplateSeedSource
-
-            sources[name] = TemplateSeedSource(reference=template_reference, **dict(template_options or {}))
-        else:  # random / cell
-            from ase_unimat.search.random_seeds import RandomSeedSource
-
-            if name == "cell" and cell_spec is None:
-                raise SeedSourceError("seed source 'cell' needs an AIRSS seed file (--cell)")
-            if cell_spec is None:
-                sources[name] = RandomSeedSource()
-            else:
-                sources[name] = RandomSeedSource(options=cell_spec.options, name="cell")
-    return MixedSeedSource(sources=sources, weights=weights)

@@ -15,12 +15,11 @@ exists; its ``.res`` is written before the record, so a done seed always has its
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core.atomic import atomic_write_text
 from ase_unimat.search.airss_io import spacegroup_symbol, write_res
 from ase_unimat.search.relax import RelaxResult
 
@@ -32,22 +31,6 @@ MUTABLE_KEYS = ("n",)
 
 class RunDirectoryError(ValueError):
     """A run directory that belongs to a different search (incompatible options) or is unreadable."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunStore:

@@ -17,6 +17,7 @@ unchanged, and one whose atoms strayed far from their sites still comes out symm
 from __future__ import annotations
 
 import numpy as np
+import spglib
 from ase import Atoms
 from ase.geometry import cellpar_to_cell
 
@@ -34,7 +35,6 @@ def symmetry_operations(reference: Atoms, *, symprec: float = 0.01) -> tuple[np.
     translations : ndarray, shape (K, 3)
     permutations : ndarray, int, shape (K, N); operation ``k`` maps atom ``i`` onto ``permutations[k, i]``
     """
-    import spglib
 
     frac = reference.get_scaled_positions()  # (N, 3)
     numbers = reference.numbers

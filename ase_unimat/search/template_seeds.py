@@ -1,4 +1,4 @@
-"""Seed source of prototype-substitution templates (see :mod:`ase_unimat.templates` for the rules).
+"""Seed source of prototype-substitution templates (see :mod:`ase_unimat.search.templates` for the rules).
 
 Seed ``k`` is the ``k``-th candidate of the ranked, deduplicated list. Past the end of the list the
 candidates cycle (``k mod n``), each repeat perturbed so it is a new starting point: a random
@@ -7,7 +7,7 @@ symmetric strain with entries of standard deviation ``strain`` and Gaussian disp
 substituted templates exactly, so the first ``n`` seeds do not depend on ``run_seed``.
 
 With ``ordered=True`` (the default) the list also holds ordered-substitution candidates
-(:mod:`ase_unimat.ordered_templates`: orderings of two target elements on the sites of one element
+(:mod:`ase_unimat.search.ordered_templates`: orderings of two target elements on the sites of one element
 of a parent with one element fewer), merged with the prototype-substitution ones by one rule,
 (supercell factor, prior), where an ordered candidate's prior is its parent's plus the chemical
 distance of the two elements sharing a site (prototype substitution first on a tie); either kind
@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ase_unimat.search.seeds import Seed, formula_label, make_seed, seed_rng
-from ase_unimat.templates import LazyCandidates
+from ase_unimat.core.formula import formula_label
+from ase_unimat.search.ordered_templates import ordered_candidates
+from ase_unimat.search.seeds import Seed, make_seed, seed_rng
+from ase_unimat.search.templates import LazyCandidates, NoTemplateError, TemplateIndex
 
 
 @dataclass
@@ -54,10 +56,8 @@ class TemplateSeedSource:
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def index(self):
-        """The reference :class:`~ase_unimat.templates.TemplateIndex` (loaded once)."""
+        """The reference :class:`~ase_unimat.search.templates.TemplateIndex` (loaded once)."""
         if self._index is None:
-            from ase_unimat.templates import TemplateIndex
-
             self._index = TemplateIndex.load(self.reference if not isinstance(self.reference, str) else Path(self.reference))
         return self._index
 
@@ -65,8 +65,6 @@ class TemplateSeedSource:
         """Ranked candidates for ``counts`` (cached); raises ``NoTemplateError`` when none fit."""
         key = tuple(sorted(counts.items()))
         if key not in self._cache:
-            from ase_unimat.templates import NoTemplateError
-
             try:
                 found = self.index().candidates(counts, exclude_ids=set(self.exclude_ids))
             except NoTemplateError:
@@ -74,8 +72,6 @@ class TemplateSeedSource:
                     raise
                 found = []
             if self.ordered:
-                from ase_unimat.ordered_templates import ordered_candidates
-
                 try:
                     derived = ordered_candidates(self.index(), counts, exclude_ids=set(self.exclude_ids))
                 except NoTemplateError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -17,7 +18,6 @@ def init_worker() -> None:
     """Process-pool initializer: one thread for BLAS, OpenMP and torch in this worker process."""
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
-    import sys
 
     if "torch" in sys.modules:  # already imported (fork start method): set it directly
         sys.modules["torch"].set_num_threads(1)
@@ -27,7 +27,7 @@ def init_worker() -> None:
 def single_threaded_blas() -> Iterator[None]:
     """Limit BLAS/OpenMP pools to one thread inside the block (threadpoolctl when installed)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional
     except ImportError:  # the environment variables set by init_worker / the caller then apply
         yield
         return

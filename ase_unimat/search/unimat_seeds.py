@@ -1,4 +1,4 @@
-"""Seed source backed by the UniMat diffusion model (:func:`ase_unimat.generate.generate`).
+"""Seed source backed by the UniMat diffusion model (:func:`ase_unimat.generation.generate`).
 
 Seed ``k`` is ``generate(counts, seeds=[derive_seed(run_seed, "unimat", k)])``: every sample has its
 own seed in ``generate``, so a seed does not depend on which other indices share its batch. A
@@ -22,7 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, formula_label, make_seed
+from ase_unimat.core.formula import FormulaError, formula_label
+from ase_unimat.core.geometry import atom_counts
+from ase_unimat.core.representation import decode, encode
+from ase_unimat.generation import generate, load_model
+from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
+from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
+from ase_unimat.search.template_seeds import TemplateSeedSource
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
 
@@ -91,8 +97,6 @@ class UniMatSeedSource:
     def network(self):
         """The loaded model (loaded on first use)."""
         if self._net is None:
-            from ase_unimat.generate import load_model
-
             self._net = load_model(self.model, device=self.device)
         return self._net
 
@@ -115,8 +119,7 @@ class UniMatSeedSource:
                 atoms = _rescaled(plan[k][0], atoms)
             elif self.first_pass == "symmetrize" and plan[k][3] == 0:
                 atoms = _symmetrized(plan[k][0], atoms)
-            built = {s: atoms.get_chemical_symbols().count(s) for s in counts}
-            if built != dict(counts) or len(atoms) != sum(counts.values()):
+            if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized")
@@ -127,14 +130,11 @@ class UniMatSeedSource:
         return seeds
 
     def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
-        from ase_unimat.formula import FormulaError
-        from ase_unimat.generate import generate
-
         begin = None if starts[0] is None else starts
         try:
             return generate(
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
-                guidance=self.guidance, steps=self.steps, sampler=self.sampler, device=self.device,
+                guidance=self.guidance, steps=self.steps or self.network().config.diffusion.default_steps, sampler=self.sampler, device=self.device,
                 batch_size=self.batch_size, start=begin, strength=strength,
             )  # fmt: skip
         except FormulaError as err:
@@ -146,7 +146,6 @@ class UniMatSeedSource:
             return {k: (None, 1.0, "noise", None) for k in indices}
         if sum(int(n) for n in counts.values()) < self.template_min_atoms:
             return {k: (None, 1.0, "noise (small cell)", None) for k in indices}
-        from ase_unimat.search.template_seeds import TemplateSeedSource
 
         if self._templates is None:
             self._templates = TemplateSeedSource(reference=self.template_reference, **dict(self.template_options or {}))
@@ -180,8 +179,6 @@ def _symmetrized(template, denoised):
     The template goes through the codec first, so its atoms come in the sample's slot order and
     fractional frame; a template whose symmetry spglib cannot use leaves the sample as it is.
     """
-    from ase_unimat.representation import decode, encode
-    from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 
     reference = decode(*encode(template))
     try:

@@ -87,8 +87,8 @@ def test_explicit_run_subcommand_and_cell_file(tmp_path):
         (["--formula", "CuAu", "--seeds", "magic"], "unknown seed source"),
         (["--cell", "IMPOSSIBLE"], "impossible MINSEP"),
         (["--formula", "CuAu", "-n", "0"], "-n"),
-        (["--formula", "CuAu", "--strength", "0.3,x"], "--strength must be numbers"),
-        (["--formula", "CuAu", "--strength", "0.3,1.5"], "unimat strength must be"),
+        (["--formula", "CuAu", "--unimat-strength", "0.3,x"], "--unimat-strength must be numbers"),
+        (["--formula", "CuAu", "--unimat-strength", "0.3,1.5"], "unimat strength must be"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):

@@ -13,9 +13,8 @@ import time
 import pytest
 from ase.build import bulk
 from ase.io import write
-from click.testing import CliRunner
-
 from ase_unimat.cli.airss import main
+from click.testing import CliRunner
 
 FAST = [
     "--formula",
@@ -56,7 +55,7 @@ def _invoke(args):
 
 def test_emt_screen_then_emt_refine_end_to_end(tmp_path):
     out = tmp_path / "run"
-    result = _invoke([*FAST, "--calc", "emt", "--refine", "emt", "--refine-top", "2", "--out", out])
+    result = _invoke([*FAST, "--calculator", "emt", "--refine", "emt", "--refine-top", "2", "--out", out])
     assert result.exit_code == 0, result.output
     assert "L1 rank" in result.output and "refine/" in result.output
     rows = list(csv.DictReader((out / "refine" / "ranked.csv").open()))
@@ -84,17 +83,17 @@ def test_calc_config_and_options_reach_the_manifests(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--calc", "emt", "--refine"], "--refine needs a second calculator"),
-        (["--calc", "emt", "--refine", "--refine-top", "3"], "--refine needs a second calculator"),
-        (["--calc", "emt", "--refine-top", "3"], "--refine-top needs --refine"),
-        (["--calc", "emt", "--refine-time-limit", "60"], "--refine-time-limit needs --refine"),
-        (["--calc", "emt", "--refine", "emt", "--refine-top", "0"], "--refine-top must be >= 1"),
-        (["--calc", "emt", "--refine", "espresso"], "apt-get install quantum-espresso"),
-        (["--calc", "emt", "--calc-opt", "device=cpu"], "unknown --calc-opt 'device' for calculator emt (known: none)"),
-        (["--calc", "emt", "--refine", "chgnet", "--refine-opt", "ecutwfc=30"], "known: device, model, threads"),
-        (["--calc", "emt", "--seeds", "file:{empty}"], "no readable structure"),
-        (["--calc", "emt", "--seeds", "file:{other}"], "are not AuCu: Cu.cif (Cu)"),
-        (["--calc", "nomodule_here:factory"], "cannot import calculator module"),
+        (["--calculator", "emt", "--refine"], "--refine needs a second calculator"),
+        (["--calculator", "emt", "--refine", "--refine-top", "3"], "--refine needs a second calculator"),
+        (["--calculator", "emt", "--refine-top", "3"], "--refine-top needs --refine"),
+        (["--calculator", "emt", "--refine-time-limit", "60"], "--refine-time-limit needs --refine"),
+        (["--calculator", "emt", "--refine", "emt", "--refine-top", "0"], "--refine-top must be >= 1"),
+        (["--calculator", "emt", "--refine", "espresso"], "apt-get install quantum-espresso"),
+        (["--calculator", "emt", "--calc-opt", "device=cpu"], "unknown --calc-opt 'device' for calculator emt (known: none)"),
+        (["--calculator", "emt", "--refine", "chgnet", "--refine-opt", "ecutwfc=30"], "known: device, model, threads"),
+        (["--calculator", "emt", "--seeds", "file:{empty}"], "no readable structure"),
+        (["--calculator", "emt", "--seeds", "file:{other}"], "are not AuCu: Cu.cif (Cu)"),
+        (["--calculator", "nomodule_here:factory"], "cannot import calculator module"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, extra, message):
@@ -115,7 +114,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, extra, 
 def test_kill_minus_nine_during_refine_then_rerun_loses_and_repeats_nothing(tmp_path):
     (tmp_path / "slowcalc.py").write_text(SLOW_EMT)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "ase_unimat.cli.airss", *FAST, "-n", "6", "--calc", "emt"]
+    command = [sys.executable, "-m", "ase_unimat.cli.airss", *FAST, "-n", "6", "--calculator", "emt"]
     command += ["--refine", "slowcalc:factory", "--refine-opt", "delay=0.3", "--refine-top", "4", "--out", str(out)]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

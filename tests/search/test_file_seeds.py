@@ -9,7 +9,8 @@ from ase.io import write
 from ase_unimat.search.airss_io import write_res
 from ase_unimat.search.file_seeds import FileSeedSource
 from ase_unimat.search.search import Search
-from ase_unimat.search.seeds import SeedSourceError, make_seed_sources
+from ase_unimat.search.seed_registry import make_seed_sources
+from ase_unimat.search.seeds import SeedSourceError
 
 
 def _cuau(a: float = 3.8):

@@ -10,10 +10,10 @@ from ase_unimat.search.random_seeds import (
     ImpossibleSeedError,
     RandomSeedOptions,
     RandomSeedSource,
-    SpaceGroupLibrary,
     random_structure,
 )
 from ase_unimat.search.seeds import NoSeedsForFormula, SeedSourceError
+from ase_unimat.search.spacegroups import SpaceGroupLibrary
 from ase_unimat.search.volume import estimate_volume
 
 COUNTS = {"Mg": 2, "Si": 1, "O": 4}
@@ -137,3 +137,22 @@ def test_fixed_cell():
 def test_bad_options_are_rejected(kwargs):
     with pytest.raises(SeedSourceError):
         RandomSeedOptions(**kwargs)
+
+
+def test_random_sym_source_builds_symmetric_seeds_and_falls_back_to_p1():
+    from ase_unimat.search.seed_registry import make_seed_sources
+
+    source = make_seed_sources("random-sym")
+    seeds = source.make({"Al": 4, "O": 6}, range(4), run_seed=0)
+    assert {s.source for s in seeds} == {"random-sym"}
+    assert all(2 <= s.atoms.info["n_symmops"] <= 4 for s in seeds)
+    again = make_seed_sources("random-sym").make({"Al": 4, "O": 6}, [2], run_seed=0)[0]
+    assert np.allclose(again.atoms.positions, seeds[2].atoms.positions)  # seed k from (run seed, source, k)
+    plain = make_seed_sources("random").make({"Al": 4, "O": 6}, [2], run_seed=0)[0]
+    assert not np.allclose(plain.atoms.cell.lengths(), seeds[2].atoms.cell.lengths())
+    from ase_unimat.search.random_seeds import RandomSeedOptions, RandomSeedSource
+
+    cubic = RandomSeedSource(options=RandomSeedOptions(symmops=(192, 192)), name="random-sym", p1_fallback=True)
+    assert not cubic._groups.candidates([7], (192, 192))  # no face-centred cubic orbits add up to 7 atoms
+    seed = cubic.make({"Cu": 7}, [0], run_seed=0)[0]
+    assert seed.atoms.info["symmetry_fallback"] is True and len(seed.atoms) == 7

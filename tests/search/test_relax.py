@@ -143,16 +143,3 @@ def test_relax_task_builds_the_calculator_from_its_spec(rattled_cu):
     task = RelaxTask(id="t", source="test", atoms=rattled_cu, calculator="emt", settings=RelaxSettings(fmax=0.02))
     direct = relax(rattled_cu, EMT(), RelaxSettings(fmax=0.02))
     assert relax_task(task).energy == pytest.approx(direct.energy, abs=1e-10)
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_shortest_distance_matches_a_neighbour_list(seed):
-    from ase.neighborlist import neighbor_list
-
-    from ase_unimat.search.relax import shortest_distance
-
-    rng = np.random.default_rng(seed)
-    cell = np.eye(3) * 4.0 + rng.uniform(-1.0, 1.0, (3, 3))
-    atoms = Atoms("Cu5", scaled_positions=rng.random((5, 3)), cell=cell, pbc=True)
-    assert shortest_distance(atoms) == pytest.approx(neighbor_list("d", atoms, 8.0).min(), abs=1e-10)
-    assert shortest_distance(bulk("Cu", "fcc", a=3.6)) == pytest.approx(3.6 / np.sqrt(2))

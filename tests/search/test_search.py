@@ -16,7 +16,7 @@ from ase.calculators.emt import EMT
 from ase.io import read
 from pymatgen.io.res import AirssProvider
 
-from ase_unimat.formula import FormulaError
+from ase_unimat.core.formula import FormulaError
 from ase_unimat.search.calculators import CalculatorError
 from ase_unimat.search.search import Search, SearchError, formula_units_of, parse_formula_units
 from ase_unimat.search.store import RunDirectoryError, RunStore

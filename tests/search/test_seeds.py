@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from ase_unimat.search.seed_registry import make_seed_sources
 from ase_unimat.search.seeds import (
     MixedSeedSource,
     NoSeedsForFormula,
@@ -18,7 +19,6 @@ from ase_unimat.search.seeds import (
     allocate,
     derive_seed,
     make_seed,
-    make_seed_sources,
     parse_seed_spec,
     seed_id,
 )

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from ase_unimat.search.seeds import make_seed_sources
+from ase_unimat.search.seed_registry import make_seed_sources
 from ase_unimat.search.template_seeds import TemplateSeedSource
-from ase_unimat.templates import NoTemplateError, TemplateIndex
+from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 
 KBR = {"K": 1, "Br": 1}
 
@@ -69,7 +69,7 @@ def test_mixed_run_falls_back_to_random_when_no_template_fits(index):
 
 
 def test_reference_from_a_file_path(index, tmp_path):
-    from ase_unimat.dataset import write_structures
+    from ase_unimat.data.hdf5 import write_structures
 
     path = tmp_path / "ref.h5"
     write_structures(path, [bulk("NaCl", "rocksalt", a=5.64)], material_ids=["nacl"])

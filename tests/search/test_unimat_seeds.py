@@ -16,8 +16,8 @@ COUNTS = {"Mg": 2, "Si": 1, "O": 4}
 @pytest.fixture(scope="module")
 def source():
     torch = pytest.importorskip("torch")
-    from ase_unimat.config import load_config
-    from ase_unimat.diffusion import build_model
+    from ase_unimat.model.config import load_config
+    from ase_unimat.model.diffusion import build_model
     from ase_unimat.search.unimat_seeds import UniMatSeedSource
 
     torch.manual_seed(0)
@@ -51,10 +51,10 @@ def template_source():
     torch = pytest.importorskip("torch")
     from ase.build import bulk
 
-    from ase_unimat.config import load_config
-    from ase_unimat.diffusion import build_model
-    from ase_unimat.search.seeds import make_seed_sources
-    from ase_unimat.templates import TemplateIndex
+    from ase_unimat.model.config import load_config
+    from ase_unimat.model.diffusion import build_model
+    from ase_unimat.search.seed_registry import make_seed_sources
+    from ase_unimat.search.templates import TemplateIndex
 
     torch.manual_seed(0)
     index = TemplateIndex.from_atoms(
@@ -65,7 +65,7 @@ def template_source():
 
 
 def test_unimat_template_seeds_start_from_the_templates(template_source):
-    from ase_unimat.search.seeds import make_seed_sources
+    from ase_unimat.search.seed_registry import make_seed_sources
 
     seeds = template_source.make({"K": 1, "Br": 1}, [0, 1, 2], run_seed=0)
     plain = make_seed_sources("template", template_reference=template_source.sources["unimat-template"].template_reference)
