@@ -245,8 +245,9 @@ def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callabl
 
     settings = RelaxSettings(fmax=config.fmax, max_steps=config.max_steps, time_limit=config.time_limit)
     cache = relax_cache(config)
+    threads = (("threads", 1),) if config.calculator in ("chgnet", "sevenn") else ()  # emt takes no options
     tasks = [RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
-                       calculator_options=(("threads", 1),), settings=settings) for key, atoms in jobs]  # fmt: skip
+                       calculator_options=threads, settings=settings) for key, atoms in jobs]  # fmt: skip
     pool = RelaxPool(workers=config.workers, cache=cache, in_flight=max(1, len(tasks)))
     results: dict[str, Any] = {}
     start, said = time.perf_counter(), 0

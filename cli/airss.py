@@ -22,6 +22,9 @@ Examples:
   unimat-airss --formula Sr2CuF6 -n 20 --seeds unimat-template --unimat-strength 0.2,0.5 --calculator chgnet
   unimat-airss --cell Al2O3.cell -n 40 --seeds random --calculator emt --out al2o3
   unimat-airss --formula Si -n 4 --formula-units 2 --seeds random --calculator espresso --time-limit 600
+  unimat-airss --formula SiC --formula-units 1-4 -n 60 --calculator chgnet --refine espresso --refine-top 5 \
+      --refine-opt ecutwfc=30 --refine-opt kpts=4x4x4
+  unimat-airss --formula SiC -n 20 --seeds file:sic_run --calculator chgnet --calc-opt device=cuda --out sic_rerank
   unimat-airss --formula CuAu -n 100 --seeds random --calculator emt --scheduler tcp://10.0.0.5:8786
   unimat-airss report sio2_10GPa
 """
@@ -69,7 +72,8 @@ def main() -> None:
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
     "prototype templates), random, random-sym (random with AIRSS SYMMOPS 2-4), template, mixed:F (F unimat, rest random) or weights like "
-    "unimat:0.5,template:0.3,random:0.2.",
+    "unimat:0.5,template:0.3,random:0.2, or file:PATH (structures from a file, folder, glob or earlier run "
+    "directory).",
 )
 @option(
     "--calculator",
@@ -79,6 +83,59 @@ def main() -> None:
     default="chgnet",
     show_default=True,
     help="Calculator: emt, chgnet, sevenn, espresso or module:factory (your own).",
+)
+@click.option(
+    "--calc-opt",
+    "--calculator-opt",
+    "calc_opts",
+    type=str,
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of --calculator (repeatable), e.g. device=cuda, model=0.3.0; for espresso ecutwfc=30, kpts=4x4x4 "
+    "or kspacing=0.3, pseudo_dir=DIR, pseudopotentials.Si=Si.pz-vbc.UPF, smearing=0.01|none.",
+)
+@click.option(
+    "--calc-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file of calculator options: top level or [calc] for --calculator, [refine] for --refine "
+    "(--calc-opt / --refine-opt override it).",
+)
+@click.option(
+    "--refine",
+    type=str,
+    default=None,
+    is_flag=False,
+    flag_value="",
+    metavar="CALC",
+    help="Second level: relax the --refine-top best unique structures again with this calculator "
+    "(e.g. espresso), from their first-level geometry; results in OUT/refine.",
+)
+@click.option(
+    "--refine-top",
+    type=int,
+    default=None,
+    help="How many unique first-level structures --refine relaxes again (>= 1).  [default: 5]",
+)
+@click.option(
+    "--refine-opt",
+    "refine_opts",
+    type=str,
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of the --refine calculator (repeatable; the keys of --calc-opt).",
+)
+@click.option(
+    "--refine-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-time limit per --refine relaxation in seconds  [default: --time-limit].",
+)
+@click.option(
+    "--refine-max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Optimizer steps per --refine relaxation  [default: --max-steps].",
 )
 @click.option("--pressure", type=float, default=0.0, show_default=True, help="External pressure in GPa.")
 @click.option(
@@ -164,10 +221,12 @@ def run_command(**options: Any) -> None:
         raise click.ClickException("give exactly one of --formula or --cell")
     label = Path(cell_file).stem if cell_file else "".join(formula.split())
     out = options["out"] or Path(f"airss_{label}")
+    refine, refine_top = _refine_choice(options)
     client = None
     try:
         from ase_unimat.search.search import Search  # imported when the command runs: --help stays instant
 
+        calc_options, refine_options = _calculator_options(options)
         executor = None
         workers = options["workers"]
         if options["scheduler"]:
@@ -176,6 +235,7 @@ def run_command(**options: Any) -> None:
         search = Search(
             cell_file if cell_file else formula,
             calculator=options["calculator"],
+            calculator_options=calc_options,
             seeds=options["seeds"],
             n=options["n"],
             formula_units=options["formula_units"],
@@ -194,6 +254,10 @@ def run_command(**options: Any) -> None:
             ordered_templates=options["ordered_templates"],
             db=options["db"],
             plot=options["plot"],
+            refine=refine,
+            refine_options=refine_options if refine is not None else None,
+            refine_top=refine_top,
+            refine_settings=_refine_settings(options) if refine is not None else None,
         )
         if not options["quiet"]:
             search.attach(_progress_printer(search))
@@ -205,8 +269,15 @@ def run_command(**options: Any) -> None:
             client.close()
     from ase_unimat.search.rank import format_table  # imported when the command runs: --help stays instant
 
-    click.echo(format_table(ranking))
-    click.echo(f"results in {out}/ (ranked.csv, res/, unique/{', report/' if options['plot'] else ''})")
+    if refine is None:
+        click.echo(format_table(ranking))
+    else:
+        from ase_unimat.search.refine import format_refined_table
+
+        click.echo("first level:\n" + format_table(search.ranking, limit=refine_top))
+        click.echo("\n" + format_refined_table(ranking, calculator=refine, first_calculator=options["calculator"]))
+    refined = ", refine/" if refine is not None else ""
+    click.echo(f"results in {out}/ (ranked.csv, res/, unique/{refined}{', report/' if options['plot'] else ''})")
 
 
 @main.command("report", epilog=EXAMPLES)
@@ -230,16 +301,72 @@ def report_command(run_dir: Path, out: Path | None, top: int) -> None:
         ranking = rank(store.results())
         write_csv(ranking, run_dir / "ranked.csv")
         click.echo(format_table(ranking, limit=top))
+        _report_refined(run_dir)
         paths = make_report(run_dir, out=out)
     except (ValueError, OSError) as err:
         raise click.ClickException(_one_line(err)) from None
     click.echo("pictures: " + ", ".join(str(p) for p in paths))
 
 
+def _report_refined(run_dir: Path) -> None:
+    """The final-level table of a two-level run (``RUN_DIR/refine``), when it has one."""
+    from ase_unimat.search.rank import rank
+    from ase_unimat.search.refine import REFINE_DIR, format_refined_table, write_refined_csv
+    from ase_unimat.search.store import RunStore
+
+    store = RunStore(run_dir / REFINE_DIR)
+    if not store.manifest_path.is_file():
+        return
+    manifest = store.read_manifest()
+    ranking = rank(store.results())
+    write_refined_csv(ranking, store.root / "ranked.csv")
+    table = format_refined_table(ranking, calculator=manifest.get("calculator", ""),
+                                 first_calculator=manifest.get("first_calculator", ""))  # fmt: skip
+    click.echo("\n" + table)
+
+
+def _refine_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The second level's relaxation settings that differ from the first's."""
+    keys = {"refine_time_limit": "time_limit", "refine_max_steps": "max_steps"}
+    return {field: options[name] for name, field in keys.items() if options[name] is not None}
+
+
+def _refine_choice(options: dict[str, Any]) -> tuple[str | None, int]:
+    """(refine calculator or None, refine top) from the options, refusing half-given ones."""
+    refine, top = options["refine"], options["refine_top"]
+    if refine is not None and (not refine.strip() or refine.startswith("-")):
+        raise click.ClickException("--refine needs a second calculator, e.g. --refine espresso")
+    halves = {"--refine-top": top, "--refine-opt": options["refine_opts"] or None,
+              "--refine-time-limit": options["refine_time_limit"], "--refine-max-steps": options["refine_max_steps"]}  # fmt: skip
+    given = next((name for name, value in halves.items() if value is not None), None)
+    if refine is None and given is not None:
+        raise click.ClickException(f"{given} needs --refine CALC (the second-level calculator)")
+    if top is not None and top < 1:
+        raise click.ClickException(f"--refine-top must be >= 1 (structures to refine), got {top}")
+    return refine, 5 if top is None else top
+
+
+def _calculator_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(--calculator options, --refine options): the --calc-config tables overridden by --calc-opt / --refine-opt."""
+    from ase_unimat.search.calc_options import parse_assignments, read_config
+
+    calc, refine = read_config(options["calc_config"]) if options["calc_config"] else ({}, {})
+    for base, pairs in ((calc, options["calc_opts"]), (refine, options["refine_opts"])):
+        for key, value in parse_assignments(pairs).items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}
+            else:
+                base[key] = value
+    return calc, refine
+
+
 def _progress_printer(search: Any) -> Any:
     def show() -> None:
         r = search.last_result
         status = f"H={r.enthalpy:.4f} eV {r.spacegroup or ''}" if r.ok else f"FAILED: {r.reason}"
+        if r.seed_info.get("level") == 2:
+            click.echo(f"[refine {len(search.refined)}] {r.id} {r.steps} steps {r.wall_time:.1f} s {status}", err=True)
+            return
         click.echo(f"[{len(search.results)}] {r.id} {r.steps} steps {r.wall_time:.1f} s {status}", err=True)
 
     return show

@@ -66,7 +66,12 @@ def get_calculator(spec: Any, **kw: Any) -> Any:
         raise CalculatorError(f"calculator must be a name, 'module:factory' or an ASE calculator, got {spec!r}")
     name = spec.strip()
     if ":" in name:
-        return _checked(_import_factory(name)(**kw), name)
+        factory = _import_factory(name)
+        try:
+            calc = factory(**kw)
+        except Exception as err:  # the user's code: its error in one line, naming the factory
+            raise CalculatorError(f"calculator factory {name} raised {type(err).__name__}: {_one_line(err)}") from None
+        return _checked(calc, name)
     builders: dict[str, Callable[..., Any]] = {
         "emt": _emt,
         "chgnet": _chgnet,
@@ -78,7 +83,9 @@ def get_calculator(spec: Any, **kw: Any) -> Any:
         raise CalculatorError(
             f"unknown calculator {name!r}; use one of {', '.join(CALCULATOR_NAMES)} or 'module:factory'"
         )
-    return builders[key](**kw)
+    from ase_unimat.search.calc_options import check_options
+
+    return builders[key](**check_options(key, kw))
 
 
 def check_calculator_spec(spec: Any, *, symbols: Sequence[str] = (), options: Mapping[str, Any] | None = None) -> None:
@@ -93,13 +100,16 @@ def check_calculator_spec(spec: Any, *, symbols: Sequence[str] = (), options: Ma
         raise CalculatorError(f"calculator must be a name, 'module:factory' or an ASE calculator, got {spec!r}")
     name = spec.strip()
     if ":" in name:
-        _import_factory(name)
+        _check_factory_options(name, _import_factory(name), dict(options or {}))
         return
     key = name.lower()
     if key not in CALCULATOR_NAMES:
         raise CalculatorError(
             f"unknown calculator {name!r}; use one of {', '.join(CALCULATOR_NAMES)} or 'module:factory'"
         )
+    from ase_unimat.search.calc_options import check_options
+
+    options = check_options(key, options)
     if key == "chgnet":
         _require_module("chgnet", "pip install chgnet")
     elif key == "sevenn":
@@ -136,13 +146,69 @@ def _import_factory(spec: str) -> Callable[..., Any]:
     if not module_name or not attr:
         raise CalculatorError(f"calculator spec {spec!r} must look like 'package.module:factory'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise CalculatorError(f"cannot import calculator module {module_name!r}: {err}") from None
+        module = _import_module(module_name)
+    except Exception as err:  # ImportError, or the module's own SyntaxError / exception at import
+        raise CalculatorError(
+            f"cannot import calculator module {module_name!r}: {type(err).__name__}: {_one_line(err)}"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise CalculatorError(f"module {module_name!r} has no callable {attr!r}")
     return factory
+
+
+def _check_factory_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Refuse options the user's factory does not take (before anything runs)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        takes = ", ".join(p for p in signature.parameters if p not in ("args", "kwargs")) or "none"
+        raise CalculatorError(
+            f"calculator factory {name} does not take these options ({err}; it takes: {takes})"
+        ) from None
+
+
+def _import_module(module_name: str) -> Any:
+    """Import ``module_name``, also from the current directory (``mymodule.py`` or ``mypackage/``).
+
+    The current directory is tried only when the normal import finds no such top-level module;
+    the module is then loaded from its file and registered under its name (``sys.path`` untouched).
+    """
+    import sys
+
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        top = module_name.split(".")[0]
+        if err.name != top:
+            raise
+    if top in sys.modules:
+        return importlib.import_module(module_name)
+    here = Path.cwd()
+    location = here / top / "__init__.py" if (here / top / "__init__.py").is_file() else here / f"{top}.py"
+    if not location.is_file():
+        raise ModuleNotFoundError(f"no module named {top!r} (not installed, and no {top}.py in {here})")
+    search = [str(location.parent)] if location.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(top, location, submodule_search_locations=search)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[top]
+        raise
+    return importlib.import_module(module_name)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] if text else "(no message)"
 
 
 def _require_module(name: str, hint: str) -> None:
@@ -154,8 +220,8 @@ def _emt(**kw: Any) -> Any:
     return EMT(**kw)
 
 
-def _chgnet(*, threads: int | None = 1, model_name: str = "0.3.0", device: str = "cpu", **kw: Any) -> Any:
-    """CHGNet from the weights inside its wheel (offline).
+def _chgnet(*, threads: int | None = 1, model: str = "0.3.0", device: str = "auto", **kw: Any) -> Any:
+    """CHGNet from the weights inside its wheel (offline); ``model`` is its version, ``device`` auto/cpu/cuda.
 
     ``threads`` sets torch's intra-op threads for this process (default 1: one per worker; measured
     here, 2 torch threads on 2 busy cores made a CHGNet single point 100x slower, 2 s instead of
@@ -166,18 +232,24 @@ def _chgnet(*, threads: int | None = 1, model_name: str = "0.3.0", device: str =
     from chgnet.model import CHGNet  # optional: pip install '.[chgnet]'
     from chgnet.model.dynamics import CHGNetCalculator  # optional: pip install '.[chgnet]'
 
+    from ase_unimat.search.calc_options import resolve_device
+
     if threads is not None:
         torch.set_num_threads(int(threads))
-    model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
-    return CHGNetCalculator(model=model, use_device=device, **kw)
+    device = resolve_device(device)
+    loaded = CHGNet.load(model_name=model, use_device=device, verbose=False)
+    return CHGNetCalculator(model=loaded, use_device=device, **kw)
 
 
-def _sevenn(*, threads: int | None = 1, model: str = "7net-0", device: str = "cpu", **kw: Any) -> Any:
+def _sevenn(*, threads: int | None = 1, model: str = "7net-0", device: str = "auto", **kw: Any) -> Any:
     """SevenNet (weights ship in its wheel); only when the ``sevenn`` package is installed."""
     _require_module("sevenn", "pip install sevenn")
     import torch  # torch takes seconds to import
     from sevenn.calculator import SevenNetCalculator  # optional: SevenNet
 
+    from ase_unimat.search.calc_options import resolve_device
+
+    device = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     return SevenNetCalculator(model=model, device=device, **kw)
@@ -252,6 +324,7 @@ class EspressoForSearch:
         ecutwfc: float = 30.0,
         ecutrho: float | None = None,
         kspacing: float = 0.25,
+        kpts: tuple[int, int, int] | list[int] | None = None,
         smearing: float | None = 0.01,
         directory: Path | str | None = None,
         input_data: Mapping[str, Mapping[str, Any]] | None = None,
@@ -263,6 +336,7 @@ class EspressoForSearch:
         self.ecutwfc = float(ecutwfc)
         self.ecutrho = ecutrho
         self.kspacing = float(kspacing)
+        self.kpts = None if kpts is None else tuple(int(k) for k in kpts)
         self.smearing = smearing
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="unimat-pw-"))
         self.input_data = {k: dict(v) for k, v in (input_data or {}).items()}
@@ -296,7 +370,7 @@ class EspressoForSearch:
             profile=profile,
             pseudopotentials=pseudos,
             input_data=input_data,
-            kspacing=self.kspacing,
+            **({"kpts": self.kpts} if self.kpts else {"kspacing": self.kspacing}),
             directory=self.directory,
         )
         self._inner_symbols = symbols

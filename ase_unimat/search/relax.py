@@ -326,11 +326,19 @@ class RelaxTask:
 
 def relax_task(task: RelaxTask) -> RelaxResult:
     """Build the calculator in this process (cached per named spec) and relax the task's seed."""
-    if isinstance(task.calculator, str):  # one per thread: threaded executors must not share one
+    if isinstance(task.calculator, str) and _hashable(task.calculator_options):  # one per thread
         calculator = _cached_calculator(task.calculator, task.calculator_options, threading.get_ident())
-    else:
+    else:  # an object or factory, or options with lists in them (kpts=[4, 4, 4]): built for this task
         calculator = get_calculator(task.calculator, **dict(task.calculator_options))
     return relax(task.atoms, calculator, task.settings, id=task.id, source=task.source)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=16)

@@ -23,6 +23,7 @@ from typing import Any
 from ase_unimat.core import formula as formula_module
 from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
 from ase_unimat.search.buildcell import read_cell
+from ase_unimat.search.calc_options import check_options
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
 from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
@@ -114,6 +115,15 @@ class Search:
         Also write the unique structures to this ASE database after :meth:`run`.
     plot
         Also draw the report PNGs into ``out/report`` after :meth:`run`.
+    refine, refine_options, refine_top
+        Two-level search: after every seed is relaxed with ``calculator``, the ``refine_top``
+        lowest-enthalpy unique structures are relaxed again with the calculator ``refine`` (options
+        ``refine_options``) from their first-level geometry (:class:`~ase_unimat.search.refine.Refine`,
+        stored in ``out/refine``). :meth:`irun` then also yields the refinements, and :meth:`run`
+        returns the final-level ranking (``self.ranking`` stays the first level's).
+    refine_settings
+        Relaxation settings of the second level that differ from the first's, e.g.
+        ``{"time_limit": 3600, "max_steps": 200}`` (keys of :class:`~ase_unimat.search.relax.RelaxSettings`).
     """
 
     def __init__(
@@ -140,6 +150,10 @@ class Search:
         ordered_templates: bool = True,
         db: str | Path | None = None,
         plot: bool = False,
+        refine: Any = None,
+        refine_options: Mapping[str, Any] | None = None,
+        refine_top: int = 5,
+        refine_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(n, bool) or int(n) != n or n < 0:
             raise SearchError(f"n must be a non-negative integer, got {n!r}")
@@ -158,7 +172,7 @@ class Search:
         except ValueError as err:
             raise SearchError(str(err)) from None
         self.calculator = calculator
-        self.calculator_options = dict(calculator_options or {})
+        self.calculator_options = check_options(calculator, calculator_options)
         self.n = int(n)
         self.workers = int(workers)
         self.executor = executor
@@ -177,6 +191,21 @@ class Search:
         self.unimat_strength = _strengths(unimat_strength)
         self.ordered_templates = bool(ordered_templates)
         self.source = self._seed_source()
+        self._check_file_seeds()
+        if refine is None and (refine_options or refine_settings):
+            raise SearchError("refine options or settings were given without a refine calculator")
+        self.refiner = None
+        if refine is not None:
+            from ase_unimat.search.refine import Refine
+
+            try:
+                second = dataclasses.replace(self.settings, **dict(refine_settings or {}))
+            except (TypeError, ValueError) as err:
+                raise SearchError(f"refine settings: {err}") from None
+            self.refiner = Refine(self, calculator=refine, calculator_options=refine_options, top=refine_top,
+                                  settings=second, workers=self.workers, executor=self.executor)  # fmt: skip
+        self.refined: list[RelaxResult] = []  # refinements finished by this object
+        self.refined_ranking: Ranking | None = None
         self.results: list[RelaxResult] = []  # relaxations finished by this object (not earlier runs)
         self.last_result: RelaxResult | None = None
         self.ranking: Ranking | None = None
@@ -194,14 +223,30 @@ class Search:
         self.observers.append((function, int(interval), args, kwargs))
 
     def _call_observers(self) -> None:
-        done = len(self.results)
+        done = len(self.results) + len(self.refined)
         for function, interval, args, kwargs in self.observers:
             if done % interval == 0:
                 function(*args, **kwargs)
 
     # -- the loop --------------------------------------------------------------------------------
     def irun(self) -> Iterator[RelaxResult]:
-        """Relax every seed not yet finished, yielding each result as it completes."""
+        """Relax every seed not yet finished, yielding each result as it completes; then any refinements.
+
+        Refinements (``seed_info["level"] == 2``) are yielded after the last first-level result.
+        """
+        if self.refiner is None:
+            yield from self._irun_first()
+            return
+        self._open_store()
+        self.refiner.open_store()  # a changed refine option is refused before anything is relaxed
+        yield from self._irun_first()
+        for result in self.refiner.irun():
+            self.refined.append(result)
+            self.last_result = result
+            self._call_observers()
+            yield result
+
+    def _irun_first(self) -> Iterator[RelaxResult]:
         store = self._open_store()
         done = store.finished_indices() if store else set()
         pending = [k for k in range(self.n) if k not in done]
@@ -222,10 +267,18 @@ class Search:
                 store.close()
 
     def run(self) -> Ranking:
-        """Run the search to the end and return the ranking of every finished seed of the run."""
+        """Run the search to the end and return the ranking of every finished seed of the run.
+
+        With ``refine``, the first-level ranking is written as usual and the final-level ranking
+        (``out/refine``) is returned.
+        """
         for _ in self.irun():
             pass
-        return self.rank()
+        ranking = self.rank()
+        if self.refiner is None:
+            return ranking
+        self.refined_ranking = self.refiner.rank()
+        return self.refined_ranking
 
     def rank(self) -> Ranking:
         """Unite duplicates and rank all finished seeds (from ``out`` when set); write the outputs."""
@@ -286,6 +339,17 @@ class Search:
             self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec(),
             unimat_options=options, template_options={"ordered": self.ordered_templates},
         )  # fmt: skip
+
+    def _check_file_seeds(self) -> None:
+        """Seeds read from files: refuse other compositions now, and relax no more seeds than there are."""
+        import warnings
+
+        for part in getattr(self.source, "sources", {}).values():
+            if hasattr(part, "check_counts"):
+                part.check_counts(self.counts)
+                if self.n > len(part):
+                    warnings.warn(f"{part.path} holds {len(part)} structures; n={self.n} lowered to it", stacklevel=3)
+                    self.n = len(part)
 
     def _cell_spec(self) -> Any:
         if self.cell_file is None:

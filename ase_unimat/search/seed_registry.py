@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ase_unimat.search.buildcell import read_cell
+from ase_unimat.search.file_seeds import FileSeedSource
 from ase_unimat.search.random_seeds import RANDOM_SYM_SYMMOPS, RandomSeedOptions, RandomSeedSource
 from ase_unimat.search.seeds import MixedSeedSource, SeedSource, SeedSourceError, parse_seed_spec
 from ase_unimat.search.template_seeds import TemplateSeedSource
@@ -32,7 +33,8 @@ def make_seed_sources(
     ----------
     spec
         ``"unimat"``, ``"random"``, ``"random-sym"`` (random with AIRSS ``#SYMMOPS=2-4``), ``"template"``,
-        ``"mixed:0.7"`` or ``"unimat:0.5,template:0.3,random:0.2"``.
+        ``"mixed:0.7"``, ``"unimat:0.5,template:0.3,random:0.2"`` or ``"file:PATH"`` (structures read
+        from files, :mod:`ase_unimat.search.file_seeds`).
     model
         UniMat model object or path for the ``unimat`` source (``None``: the bundled default).
     template_reference
@@ -50,6 +52,11 @@ def make_seed_sources(
         One :class:`SeedSource` dispatching every index to its allocated source (a pure spec gives
         a mix of one, which raises the source's own error instead of falling back).
     """
+    if isinstance(spec, str) and spec.strip().lower().startswith("file:"):  # structures from files
+        path = spec.strip()[len("file:") :]
+        if not path:
+            raise SeedSourceError("seed spec 'file:' needs a path, e.g. file:old_run or 'file:cifs/*.cif'")
+        return MixedSeedSource(sources={"file": FileSeedSource(path)}, weights={"file": 1.0})
     weights = parse_seed_spec(spec)
     if cell_spec is not None and not hasattr(cell_spec, "options"):
         cell_spec = read_cell(cell_spec)

@@ -98,11 +98,10 @@ class RunStore:
     def _open_locked(self, manifest: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             old = self.read_manifest()
-            differ = sorted(
-                key for key in set(old) | set(manifest) if key not in MUTABLE_KEYS and old.get(key) != manifest.get(key)
-            )
+            was, now = _flat(old), _flat(manifest)
+            differ = sorted(key for key in set(was) | set(now) if key not in MUTABLE_KEYS and was.get(key) != now.get(key))
             if differ:
-                details = "; ".join(f"{k}: was {old.get(k)!r}, now {manifest.get(k)!r}" for k in differ)
+                details = "; ".join(f"{k}: was {was.get(k)!r}, now {now.get(k)!r}" for k in differ)
                 raise RunDirectoryError(
                     f"{self.root} holds a search with other options ({details}); use another --out or the same options"
                 )
@@ -217,3 +216,14 @@ class RunStore:
                 match = _OWN_TMP.match(path.name)
                 if match and is_own(match.group("name")) and path.is_file():
                     path.unlink(missing_ok=True)
+
+
+def _flat(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Option tables one level down as dotted keys (``calculator_options.ecutwfc``), so a change is named."""
+    out: dict[str, Any] = {}
+    for key, value in manifest.items():
+        if key.endswith("options") and isinstance(value, dict):
+            out.update({f"{key}.{sub}": item for sub, item in value.items()})
+        else:
+            out[key] = value
+    return out

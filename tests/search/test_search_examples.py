@@ -30,3 +30,9 @@ def test_search_then_read_back_with_pymatgen(tmp_path):
     assert "lowest enthalpy:" in listing
     cif = next((tmp_path / "run").glob("*.cif"))
     assert Structure.from_file(cif).composition.reduced_formula == "CuAu"
+
+
+def test_two_level_search_example(tmp_path):
+    output = _run("two_level_search.py", "-n", "4", "--top", "2", "--out", "run", cwd=tmp_path)
+    assert "first-level rank 1" in output and "L1 rank" in output
+    assert len(list((tmp_path / "run" / "refine" / "records").glob("*.json"))) == 2
