@@ -283,13 +283,19 @@ class Search:
     def rank(self) -> Ranking:
         """Unite duplicates and rank all finished seeds (from ``out`` when set); write the outputs."""
         store = RunStore(self.out) if self.out is not None else None
-        results = store.results() if store else list(self.results)
-        self.ranking = rank(results)
-        if self.out is not None:
-            write_csv(self.ranking, self.out / "ranked.csv")
-            write_unique_res(self.ranking, self.out / "unique", owned=store.finished_ids())
-            if self.plot:
-                make_report(self.out)
+        if store is not None:
+            store.lock()  # the outputs are rewritten under the run's lock, as the records are
+        try:
+            results = store.results() if store else list(self.results)
+            self.ranking = rank(results)
+            if self.out is not None:
+                write_csv(self.ranking, self.out / "ranked.csv")
+                write_unique_res(self.ranking, self.out / "unique", owned=store.finished_ids())
+                if self.plot:
+                    make_report(self.out)
+        finally:
+            if store is not None:
+                store.close()
         if self.db is not None:
             write_database(self.ranking, self.db)
         return self.ranking

@@ -170,6 +170,10 @@ class RunStore:
             del _HELD[key]
             os.close(held[0])  # closing the descriptor releases the flock
 
+    def lock(self) -> None:
+        """Take the directory's lock (released by :meth:`close`), or raise naming the process that holds it."""
+        self._lock()
+
     def _lock(self) -> None:
         """Take the directory's lock, or raise naming the process that holds it."""
         if self._locked:

@@ -99,3 +99,19 @@ def test_the_same_process_may_reopen(tmp_path):
     second.close()
     first.close()
     assert os.path.isfile(tmp_path / "manifest.json")
+
+
+def test_ranking_a_run_that_another_process_holds_is_refused(tmp_path):
+    from ase.calculators.emt import EMT
+
+    from ase_unimat.search import Search
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirectoryError, match=f"in use by process {holder.pid}"):
+            Search("Cu", calculator=EMT(), seeds="random", n=1, out=tmp_path).rank()  # no output rewritten
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "ranked.csv").exists()
