@@ -46,3 +46,14 @@ def test_bundled_model_ships_with_the_package():
 
     found = [d / DEFAULT_MODEL / "model.pt" for d in models_dirs() if (d / DEFAULT_MODEL / "model.pt").is_file()]
     assert found, f"no {DEFAULT_MODEL}/model.pt next to {ase_unimat.__file__}"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"ase_unimat." + ".".join(p.parent.relative_to(root / "ase_unimat").parts)
+             for p in (root / "ase_unimat").glob("*/**/__init__.py")}  # fmt: skip
+    assert found - listed == set(), "subpackages a non-editable install would leave out"
