@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
 import pytest
 from ase.build import bulk
 
-from bench._symmetry import crystal_system, spacegroup_number
-from bench.bench_de_novo import ANCHORS, summary_markdown
+_REPO = str(_Path(__file__).resolve().parents[2])  # bench/ is not installed: import it from the checkout
+_sys.path.insert(0, _REPO)
+try:
+    from bench._symmetry import crystal_system, spacegroup_number
+    from bench.bench_de_novo import ANCHORS, summary_markdown
+finally:
+    _sys.path.remove(_REPO)
 
 
 @pytest.mark.parametrize(("number", "system"), [(1, "triclinic"), (14, "monoclinic"), (62, "orthorhombic"),

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
 from types import SimpleNamespace
 
 from ase.build import bulk
 
-from bench.bench_refine import SYSTEMS, _hit, _verdict, ground_state
+_REPO = str(_Path(__file__).resolve().parents[2])  # bench/ is not installed: import it from the checkout
+_sys.path.insert(0, _REPO)
+try:
+    from bench.bench_refine import SYSTEMS, _hit, _verdict, ground_state
+finally:
+    _sys.path.remove(_REPO)
 
 
 def _result(ok, per_atom):

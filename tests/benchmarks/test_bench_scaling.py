@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys as _sys
+from pathlib import Path as _Path
 
-from bench.bench_scaling import _markdown, val_curve
+_REPO = str(_Path(__file__).resolve().parents[2])  # bench/ is not installed: import it from the checkout
+_sys.path.insert(0, _REPO)
+try:
+    from bench.bench_scaling import _markdown, val_curve
+finally:
+    _sys.path.remove(_REPO)
 
 
 def test_val_curve_reads_validation_records_and_keeps_the_last_of_a_step(tmp_path):
