@@ -357,9 +357,9 @@ def torchrun(plan: Plan, work: Path) -> dict:
         "--max-steps", str(steps), "--init-from", str(SHIPPED / "model.pt"),
         *[arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")],
     ]  # fmt: skip
-    # run from the work folder: from the repository root, its ase_unimat/ (without cli/) would shadow the installed one
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p),
-           "NCCL_DEBUG": "VERSION", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # fmt: skip
+    # run from the work folder and without the repository on the path: its ase_unimat/ (without cli/)
+    # would shadow the installed package, whose ase_unimat.cli the launcher runs
+    env = {**os.environ, "NCCL_DEBUG": "VERSION", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300 if not plan.dry_run else 120)
