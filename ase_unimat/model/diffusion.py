@@ -319,8 +319,7 @@ class UniMatModel(nn.Module):
                 return self.network(coords, lattice, t, composition, spacegroup=spacegroup)
             both = self.network(torch.cat([coords, coords]), torch.cat([lattice, lattice]), torch.cat([t, t]),
                                 torch.cat([composition, composition]), spacegroup=torch.cat([spacegroup, none]))
-            parts = [None if x is None else x.chunk(2) for x in both]
-            return NetworkOutput(*(None if p is None else p[1] + guidance * (p[0] - p[1]) for p in parts))
+            return _guided(both, guidance)
         if composition is None or guidance == 0.0:
             zeros = torch.zeros(coords.shape[0], *GRID_SHAPE, device=coords.device)
             return self.network(coords, lattice, t, zeros, occupancy=occupancy)
@@ -333,8 +332,7 @@ class UniMatModel(nn.Module):
             torch.cat([composition, torch.zeros_like(composition)]),
             occupancy=torch.cat([occupancy, occupancy]),
         )
-        parts = [None if x is None else x.chunk(2) for x in both]
-        return NetworkOutput(*(None if p is None else p[1] + guidance * (p[0] - p[1]) for p in parts))
+        return _guided(both, guidance)
 
     def occupied_slots(self, composition: torch.Tensor) -> torch.Tensor:
         """(B, L, 9, 18) bool slots a composition occupies."""
@@ -359,6 +357,12 @@ class UniMatModel(nn.Module):
         if key in state_dict:  # the prior's size is data dependent: take the stored one
             self.prior_compositions = torch.empty_like(state_dict[key], device=self.seen_elements.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _guided(both: NetworkOutput, guidance: float) -> NetworkOutput:
+    """``uncond + w (cond - uncond)`` of a prediction over a doubled batch (conditional half first)."""
+    parts = [None if x is None else x.chunk(2) for x in both]
+    return NetworkOutput(*(None if p is None else p[1] + guidance * (p[0] - p[1]) for p in parts))
 
 
 def build_model(config: UniMatConfig) -> UniMatModel:
