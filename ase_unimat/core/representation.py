@@ -27,6 +27,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
+from ase_unimat.core.geometry import shortest_distance
 from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, MAX_Z, Z_TO_CELL
 
 NULL = -1.0
@@ -113,14 +114,13 @@ def encode(structure, *, n_slots: int = DEFAULT_SLOTS,
 def _check_min_distance(atoms: Atoms, min_distance: float) -> None:
     """RepresentationError when two atoms (or an atom and an image) are closer than ``min_distance``.
 
-    ASE's neighbour list bins space, so memory grows with the number of close pairs, not N^2.
+    Exact for any cell (:func:`~ase_unimat.core.geometry.shortest_distance` with ``exact_below``);
+    N^2 in time, bounded in memory, ~1 ms for 20 atoms (a neighbour list took ~11 ms).
     """
-    from ase.neighborlist import neighbor_list
-
-    distances = neighbor_list("d", atoms, float(min_distance), self_interaction=False)
-    if len(distances):
+    distance = shortest_distance(atoms, exact_below=min_distance)
+    if distance < min_distance:
         raise RepresentationError(
-            f"two atoms {float(distances.min()):.3g} A apart, closer than {min_distance} A (overlapping atoms)"
+            f"two atoms {distance:.3g} A apart, closer than {min_distance} A (overlapping atoms)"
         )
 
 
