@@ -14,6 +14,7 @@ Every checkpoint stores ``to_dict(config)``, so a model rebuilds from its file a
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,30 +91,85 @@ class DiffusionConfig:
 
 @dataclass
 class TrainConfig:
-    """The training run (read by the trainer; the model ignores it)."""
+    """The training run (read by the trainer; the model ignores it), stored in every checkpoint.
 
-    train_data: str = "/work/data/mp20_train.h5"
+    ``batch_size`` is per process (the global batch is ``batch_size * world_size``); ``total_steps``
+    counts optimiser steps and sets the length of the cosine decay, which ends at
+    ``lr * min_lr_ratio``; ``keep_every = 0`` keeps only the last checkpoint; ``val_every = 0``
+    disables validation and ``val_batches = 0`` validates on the whole file; ``num_workers = -1``
+    means 0 on CPU and 4 per GPU; ``num_threads = 0`` means the CPU cores divided by the processes on
+    this node. ``train_data`` is one HDF5 file or a list of them (concatenated).
+    """
+
+    train_data: str | list[str] = field(default="/work/data/mp20_train.h5", metadata={"paths": True})
     val_data: str = "/work/data/mp20_val.h5"
     out_dir: str = "runs/unimat"
     batch_size: int = 64
     lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 200
     total_steps: int = 20000
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     checkpoint_every: int = 500
+    keep_every: int = 0
     val_every: int = 500
+    val_batches: int = 0
     log_every: int = 50
     seed: int = 0
     num_workers: int = 0
+    num_threads: int = 0
+    in_memory: bool = True  # read the HDF5 files into memory once (else per item)
     permute_slots: bool = True  # within-element permutation augmentation
     bf16: bool = False  # autocast on CUDA
     compile: bool = False  # torch.compile on CUDA
+    find_unused_parameters: bool = False  # DDP, for networks with parameters a step may not use
     device: str = "auto"
     # warm start: an exported model.pt (or a trainer checkpoint) whose EMA weights start both the model
     # and the EMA, with a fresh optimiser and LR schedule; ignored when the run resumes its own checkpoint
     init_from: str = ""
+
+    @property
+    def train_files(self) -> tuple[str, ...]:
+        """The training HDF5 files, empty names dropped."""
+        paths = [self.train_data] if isinstance(self.train_data, str | os.PathLike) else list(self.train_data)
+        return tuple(str(path) for path in paths if str(path))
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A checked copy with ``overrides`` (those not None) on top; unknown names raise ``ConfigError``."""
+        names = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        defaults = TrainConfig()
+        values = {
+            name: _coerce(value, getattr(defaults, name), f"train.{name}", paths=bool(names[name].metadata.get("paths")))
+            for name, value in overrides.items() if value is not None
+        }
+        resolved = dataclasses.replace(self, **values)
+        resolved.check()
+        return resolved
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the first option no training run can use."""
+        if not self.train_files:
+            raise ConfigError("config.train names no training data (train_data)")
+        for name in ("batch_size", "total_steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "val_every", "val_batches", "keep_every", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass
@@ -188,12 +244,22 @@ def _section(cls, values: Any, key: str):
     defaults = cls()
     checked = {}
     for name, value in values.items():
-        checked[name] = _coerce(value, getattr(defaults, name), f"{key}.{name}")
+        paths = bool(fields[name].metadata.get("paths"))
+        checked[name] = _coerce(value, getattr(defaults, name), f"{key}.{name}", paths=paths)
     return cls(**checked)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """``value`` checked against the type of the field's default (ints are accepted for floats)."""
+def _coerce(value: Any, default: Any, where: str, *, paths: bool = False) -> Any:
+    """``value`` checked against the type of the field's default (ints are accepted for floats).
+
+    ``paths``: a string field that also takes a list of strings (file names; paths become strings).
+    """
+    if paths:
+        if isinstance(value, str | os.PathLike):
+            return str(value)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
+            raise ConfigError(f"{where} must be a path or a list of paths, got {value!r}")
+        return [str(v) for v in value]
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true/false, got {value!r}")
@@ -207,6 +273,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
     if isinstance(default, str):
+        if isinstance(value, os.PathLike):
+            return str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value

@@ -63,10 +63,10 @@ from ase_unimat.model.checkpoint import (
     restore_rng_state,
     step_name,
 )
+from ase_unimat.model.config import TrainConfig
 from ase_unimat.training.data_order import EpochBatchSampler, EpochKeyedDataset, collate
 from ase_unimat.training.distributed import LossForward, Processes, or_reduce_flags, start_processes
 from ase_unimat.training.ema import EMA
-from ase_unimat.training.options import TrainOptions
 
 LOG_NAME = "log.jsonl"
 
@@ -153,7 +153,8 @@ def train(
     Parameters
     ----------
     config
-        The ``UniMatConfig`` (``config.train`` holds the :class:`TrainOptions` fields).
+        The ``UniMatConfig``; ``config.train`` (:class:`~ase_unimat.model.config.TrainConfig`) holds the
+        run's settings, and the checkpoints store it with the overrides below applied.
     out_dir
         Folder for checkpoints, ``log.jsonl`` and ``model.pt``.
     resume
@@ -168,8 +169,8 @@ def train(
     progress
         Show a tqdm bar on rank 0.
     overrides
-        :class:`TrainOptions` fields to use instead of ``config.train``'s or the defaults (for fields
-        ``TrainConfig`` lacks, e.g. ``keep_every``; not stored in the checkpoint's config).
+        ``TrainConfig`` fields to use instead of ``config.train``'s (e.g. ``keep_every``); unknown
+        names raise ``ConfigError``.
     build_model, make_dataset
         Defaults ``ase_unimat.model.diffusion.build_model`` and :func:`default_dataset` (``make_dataset(path,
         in_memory=bool)``); pass others to train a different model or read other data.
@@ -179,9 +180,10 @@ def train(
     TrainResult
     """
     explicit = {"total_steps": total_steps, "device": device}
-    options = TrainOptions.from_config(
-        config, **{**dict(overrides or {}), **{key: value for key, value in explicit.items() if value is not None}}
+    options = config.train.with_overrides(
+        **{**dict(overrides or {}), **{key: value for key, value in explicit.items() if value is not None}}
     )
+    config = dataclasses.replace(config, train=options)  # what the checkpoints store
     if build_model is None:
         from ase_unimat.model.diffusion import build_model  # torch takes seconds to import
     make_dataset = make_dataset or default_dataset
@@ -199,7 +201,7 @@ def train(
             torch.distributed.destroy_process_group()
 
 
-def _set_threads(options: TrainOptions, procs: Processes) -> None:
+def _set_threads(options: TrainConfig, procs: Processes) -> None:
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
     elif procs.device.type == "cpu":
@@ -209,7 +211,7 @@ def _set_threads(options: TrainOptions, procs: Processes) -> None:
 class _Run:
     """State of one training run; :meth:`run` reads top to bottom."""
 
-    def __init__(self, config, options: TrainOptions, procs: Processes, out_dir: Path, build_model, make_dataset):
+    def __init__(self, config, options: TrainConfig, procs: Processes, out_dir: Path, build_model, make_dataset):
         self.config, self.options, self.procs, self.out_dir = config, options, procs, out_dir
         self.device = procs.device
         self.cuda = self.device.type == "cuda"
@@ -224,7 +226,7 @@ class _Run:
         self.model.to(self.device)
         self.ema = EMA(self.model, decay=options.ema_decay)
         self.optimizer = torch.optim.AdamW(
-            _param_groups(self.model, options.weight_decay), lr=options.lr, betas=options.betas
+            _param_groups(self.model, options.weight_decay), lr=options.lr, betas=tuple(options.betas)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -270,7 +272,7 @@ class _Run:
         }
 
     def _train_loader(self, make_dataset) -> tuple[DataLoader, EpochBatchSampler, Dataset]:
-        parts = [make_dataset(path, in_memory=self.options.in_memory) for path in self.options.train_data]
+        parts = [make_dataset(path, in_memory=self.options.in_memory) for path in self.options.train_files]
         base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         sampler = EpochBatchSampler(
             len(base),

@@ -26,7 +26,6 @@ from ase_unimat.model.config import ModelConfig, TrainConfig, UniMatConfig, conf
 from ase_unimat.model.diffusion import build_model
 from ase_unimat.training.data_order import EpochBatchSampler, EpochKeyedDataset, epoch_permutation
 from ase_unimat.training.dataset import UniMatDataset
-from ase_unimat.training.options import TrainOptions
 from ase_unimat.training.trainer import dataset_compositions, model_sections, step_seed, train, warmup_cosine
 
 TESTS = Path(__file__).resolve().parent
@@ -154,20 +153,31 @@ def test_step_seeds_differ_by_step_rank_and_stream():
     assert step_seed(0, 0, 0, stream=1) not in seeds
 
 
-def test_options_read_train_config_with_defaults_and_reject_nonsense(data):
-    options = TrainOptions.from_config(tiny_config(data), total_steps=30, keep_every=5)
+def test_train_config_overrides_are_checked_and_keep_the_defaults(data):
+    train = tiny_config(data).train
+    options = train.with_overrides(total_steps=30, keep_every=5, init_from=None)
     assert options.total_steps == 30 and options.keep_every == 5 and options.batch_size == 4
-    assert options.train_data == (str(data["train"]),) and options.val_data == str(data["val"])
-    assert options.min_lr_ratio == TrainOptions.min_lr_ratio  # not a TrainConfig field: the documented default
-    assert TrainOptions.from_config(tiny_config(data, val_data="")).val_data is None
+    assert options.train_files == (str(data["train"]),) and options.val_data == str(data["val"])
+    assert options.min_lr_ratio == TrainConfig().min_lr_ratio and options.init_from == ""
+    assert train.total_steps != 30  # a copy: the config itself is unchanged
+    two = train.with_overrides(train_data=[data["train"], data["train"]])
+    assert two.train_files == (str(data["train"]),) * 2
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        TrainOptions.from_config(tiny_config(data, batch_size=0))
+        train.with_overrides(batch_size=0)
     with pytest.raises(ValueError, match="no training data"):
-        TrainOptions.from_config(tiny_config(data, train_data=""))
+        train.with_overrides(train_data="")
     with pytest.raises(ValueError, match="ema_decay"):
-        TrainOptions.from_config(tiny_config(data, ema_decay=1.0))
+        train.with_overrides(ema_decay=1.0)
+    with pytest.raises(ValueError, match="must be an integer"):
+        train.with_overrides(keep_every="5")
     with pytest.raises(ValueError, match="unknown training option"):
-        TrainOptions.from_config(tiny_config(data), epochs=3)
+        train.with_overrides(epochs=3)
+
+
+def test_checkpoints_store_the_train_settings_the_run_used(data, tmp_path):
+    train(tiny_config(data), out_dir=tmp_path, total_steps=2, progress=False, overrides={"keep_every": 1})
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state["config"]["train"]["total_steps"] == 2 and state["config"]["train"]["keep_every"] == 1
 
 
 def test_dataset_compositions_match_the_items(data):
@@ -195,7 +205,9 @@ def test_training_writes_log_checkpoints_and_model(data, tmp_path):
     assert train_records[0]["lr"] == pytest.approx(5e-3)  # warm-up of 2 steps: step 2 runs at the full lr
     state = torch.load(tmp_path / LAST_NAME, weights_only=True)
     assert {"config", "model", "ema", "optimizer", "scheduler", "rng", "step", "epoch", "epoch_position"} <= set(state)
-    assert from_dict(state["config"]) == tiny_config(data)  # the config rebuilds from the checkpoint
+    stored = tiny_config(data)  # the config rebuilds from the checkpoint, with the run's overrides in it
+    stored.train = stored.train.with_overrides(keep_every=4, num_threads=1)
+    assert from_dict(state["config"]) == stored
     model = torch.load(tmp_path / "model.pt", weights_only=True)
     for name, tensor in model["model"].items():
         assert torch.equal(tensor, state["ema"][name])
