@@ -352,8 +352,28 @@ class UniMatModel(nn.Module):
         self.prior_compositions = unique.to(self.seen_elements.device)
         self.seen_elements |= (unique > 0).any(0).to(self.seen_elements.device)
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """The composition prior is stored sparse (``.index``, ``.count``, ``.rows``): ~1 MB, not 20."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        key = prefix + "prior_compositions"
+        dense = destination.pop(key).detach()  # (P, 9, 18) int16
+        flat = dense.reshape(-1)
+        index = flat.nonzero().squeeze(1)  # (nnz,) positions in the flattened (P, 9, 18) grid
+        destination[key + ".index"] = index.to(torch.int64 if flat.numel() >= 2**31 else torch.int32)
+        destination[key + ".count"] = flat[index].clone()  # (nnz,) int16
+        destination[key + ".rows"] = torch.tensor(dense.shape[0], dtype=torch.int64)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "prior_compositions"
+        if key + ".index" in state_dict:  # the sparse form of _save_to_state_dict (older files: dense)
+            index = state_dict.pop(key + ".index").long()
+            count = state_dict.pop(key + ".count").to(torch.int16)
+            rows = int(state_dict.pop(key + ".rows"))
+            dense = torch.zeros(rows * GRID_SHAPE[0] * GRID_SHAPE[1], dtype=torch.int16)
+            if len(index) and (index.min() < 0 or index.max() >= dense.numel() or len(index) != len(count)):
+                raise RuntimeError(f"{key}: sparse composition prior out of range for {rows} rows")
+            dense[index] = count
+            state_dict[key] = dense.view(rows, *GRID_SHAPE)
         if key in state_dict:  # the prior's size is data dependent: take the stored one
             self.prior_compositions = torch.empty_like(state_dict[key], device=self.seen_elements.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

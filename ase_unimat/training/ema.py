@@ -32,13 +32,18 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Move the EMA one step towards ``model``'s current weights."""
-        current = model.state_dict()
-        for name, average in self.module.state_dict().items():
+        current = dict(model.named_parameters())
+        current.update(model.named_buffers())
+        averages = dict(self.module.named_parameters())
+        averages.update(self.module.named_buffers())
+        for name, average in averages.items():
             value = current[name].detach()
             if average.is_floating_point():
                 average.lerp_(value.to(average.dtype), 1.0 - self.decay)
-            else:
+            elif average.shape == value.shape:
                 average.copy_(value)
+            else:  # a data-sized buffer (e.g. the composition prior) set after the copy was made
+                setattr(_owner(self.module, name), name.rpartition(".")[2], value.clone())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA weights, as a model ``state_dict``."""
@@ -47,3 +52,9 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore EMA weights saved by :meth:`state_dict` (strict)."""
         self.module.load_state_dict(state)
+
+
+def _owner(module: nn.Module, name: str) -> nn.Module:
+    """The submodule that holds the parameter or buffer ``name`` (dotted)."""
+    path = name.rpartition(".")[0]
+    return module.get_submodule(path) if path else module

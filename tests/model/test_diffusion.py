@@ -109,6 +109,17 @@ def test_seen_elements_and_composition_prior_survive_state_dict():
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh.prior_compositions, model.prior_compositions)
     assert torch.equal(fresh.seen_elements, model.seen_elements)
+    state = model.state_dict()  # the prior is stored sparse: the non-zero counts only
+    assert "prior_compositions" not in state and int(state["prior_compositions.rows"]) == 5
+    assert len(state["prior_compositions.count"]) == int((model.prior_compositions > 0).sum())
+    dense = {k: v for k, v in state.items() if not k.startswith("prior_compositions.")}
+    dense["prior_compositions"] = model.prior_compositions.clone()  # an older file: the dense buffer
+    older = build_model(tiny_config("atoms"))
+    older.load_state_dict(dense)
+    assert torch.equal(older.prior_compositions, model.prior_compositions)
+    state["prior_compositions.index"][0] = 10**6  # a corrupt index is refused, not silently dropped
+    with pytest.raises(RuntimeError, match="out of range"):
+        build_model(tiny_config("atoms")).load_state_dict(state)
 
 
 def test_set_composition_prior_checks_shape():
