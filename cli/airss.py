@@ -98,7 +98,7 @@ def main() -> None:
     "--calc-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="TOML file of calculator options: top level or [calc] for --calculator, [refine] for --refine "
+    help="TOML file of calculator options: top level or [calculator] for --calculator, [refine] for --refine "
     "(--calc-opt / --refine-opt override it).",
 )
 @click.option(

@@ -69,7 +69,7 @@ def parse_elements(elements: str | Sequence[str]) -> list[str]:
     return symbols
 
 
-def seed_rng(seed: int, stream: int) -> np.random.Generator:
+def stream_rng(seed: int, stream: int) -> np.random.Generator:
     """The generator of one sample's ``stream`` (composition, space group, ...) from its seed."""
     return np.random.default_rng([int(seed) % 2**63, stream])
 
@@ -129,7 +129,7 @@ class CompositionPrior:
         max_tries: int = DEFAULT_MAX_TRIES,
     ) -> DrawnComposition:
         """One composition for the sample with this seed (see the module docstring)."""
-        rng = seed_rng(seed, COMPOSITION_STREAM)
+        rng = stream_rng(seed, COMPOSITION_STREAM)
         if elements is not None:
             elements = list(elements)
             self.check_elements(elements)

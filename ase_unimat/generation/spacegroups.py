@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_unimat.generation.compositions import seed_rng
+from ase_unimat.generation.compositions import stream_rng
 
 SPACEGROUP_STREAM = 0x5347
 LEVELS = ("stoichiometry", "anonymous", "natoms", "all")
@@ -96,4 +96,4 @@ class SpacegroupPrior:
     def draw(self, counts: Mapping[str, int], seed: int) -> tuple[int, str]:
         """(space group, level) for the sample of this seed and composition."""
         numbers, probs, level = self.distribution(counts)
-        return int(seed_rng(seed, SPACEGROUP_STREAM).choice(numbers, p=probs)), level
+        return int(stream_rng(seed, SPACEGROUP_STREAM).choice(numbers, p=probs)), level

@@ -7,10 +7,11 @@ that lists the known ones. A ``module:factory`` or a calculator object takes any
 factory itself decides). The checked options are what a search writes into its manifest, so a
 resumed run builds the same calculator, and a changed setting is refused by name.
 
-The TOML file holds the options of the screening calculator at its top level (or in a ``[calc]``
-table) and those of the refining calculator in a ``[refine]`` table::
+The TOML file holds the options of the screening calculator at its top level (or in a
+``[calculator]`` table, named as the ``--calculator`` option; ``[calc]`` is its short alias) and
+those of the refining calculator in a ``[refine]`` table::
 
-    [calc]
+    [calculator]
     device = "auto"
 
     [refine]
@@ -167,9 +168,11 @@ def read_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise CalcOptionError(f"cannot read calculator config {path}: {' '.join(str(err).split())}") from None
     refine = data.pop("refine", {})
-    calc = data.pop("calc", {})
+    if "calc" in data and "calculator" in data:
+        raise CalcOptionError(f"{path}: give the screening options in [calculator] or in [calc], not both")
+    calc = data.pop("calculator", data.pop("calc", {}))
     if not isinstance(refine, dict) or not isinstance(calc, dict):
-        raise CalcOptionError(f"{path}: [calc] and [refine] must be tables")
+        raise CalcOptionError(f"{path}: [calculator] and [refine] must be tables")
     return {**data, **calc}, dict(refine)
 
 

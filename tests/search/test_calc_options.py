@@ -81,6 +81,12 @@ def test_config_file_tables(tmp_path):
         "kpts": [3, 3, 3],
         "pseudopotentials": {"Si": "Si.pz-vbc.UPF"},
     }
+    for table in ("calculator", "calc"):  # the option's name, and its short alias
+        path.write_text(f'[{table}]\ndevice = "cpu"\n[refine]\necutwfc = 25\n')
+        assert read_config(path) == ({"device": "cpu"}, {"ecutwfc": 25})
+    path.write_text('[calculator]\ndevice = "cpu"\n[calc]\ndevice = "cuda"\n')
+    with pytest.raises(CalcOptionError, match="not both"):
+        read_config(path)
     path.write_text("ecutwfc = = 3")
     with pytest.raises(CalcOptionError, match="cannot read"):
         read_config(path)
