@@ -30,6 +30,8 @@ element. Both views are written from the same arrays in the same step. Measured 
 per structure for the MP-20 train file (277 of them data, the rest fixed HDF5 overhead) and 281 over
 all 20,227 structures of <= 20 atoms in ../shared/data (``bench/results/convert.json``).
 ``lattice`` is float32: its round trip stays within 1e-7 relative, well inside the 1e-5 required.
+A *compact* file (root attribute ``compact``; :mod:`ase_unimat.data.compact`, the reference sets
+shipped beside models) has no ``coords``: every reader here builds the dense tensor from ``atoms/*``.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from typing import Any
 from ase_unimat.core.formula import FormulaError
 from ase_unimat.generation.compositions import CompositionPrior
 from ase_unimat.generation.spacegroups import SpacegroupPrior
+from ase_unimat.model.bundled import model_reference
 
 #: What ``spacegroup="default"`` means for a space-group model (chosen by CSP match on mp_20/val,
 #: see the model card of unimat-mp-wide and ``bench/results/spacegroup_default.json``).
 DEFAULT_SPACEGROUP = "auto"
-REFERENCE_FILE = "reference.h5"
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,11 @@ class SamplePlan:
 
 def reference_dataset(model) -> Path | None:
     """The model's training data on this machine: ``reference.h5`` beside its file, else its train_data."""
-    path = getattr(model, "model_path", None)
-    candidates = [] if path is None else [Path(path).parent / REFERENCE_FILE]
-    train_data = getattr(model.config.train, "train_data", None)
-    if train_data:
-        candidates.append(Path(train_data))
-    return next((p for p in candidates if p.is_file()), None)
+    shipped = model_reference(model) if getattr(model, "model_path", None) is not None else None
+    if shipped is not None:
+        return shipped
+    files = model.config.train.train_files if hasattr(model.config.train, "train_files") else ()
+    return next((Path(p) for p in files if Path(p).is_file()), None)
 
 
 def resolve_spacegroup(model, spacegroup: int | str | None) -> int | str | None:

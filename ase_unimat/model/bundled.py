@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "unimat-mp20"
 MODEL_FILE = "model.pt"
+REFERENCE_FILE = "reference.h5"  # a model's training structures, beside its model.pt
 
 
 def models_dirs() -> list[Path]:
@@ -35,3 +36,21 @@ def resolve_model_path(model: str | Path | None) -> Path:
         )
     raise FileNotFoundError(f"model {str(model)!r} not found: expected a .pt checkpoint, a folder with {MODEL_FILE}, "
                             f"or a model name in {[str(d) for d in models_dirs()]}")
+
+
+def model_reference(model) -> Path | None:
+    """``reference.h5`` beside a model (a name, a path, or a loaded model with ``model_path``), if it has one.
+
+    The training structures shipped with a model: the template source's reference and the data of
+    the ``spacegroup="auto"`` condition. None when the model has none (or cannot be found).
+    """
+    path = getattr(model, "model_path", None)
+    if path is None and (model is None or isinstance(model, str | Path)):
+        try:
+            path = resolve_model_path(model)
+        except FileNotFoundError:
+            return None
+    if path is None:
+        return None
+    reference = Path(path).parent / REFERENCE_FILE
+    return reference if reference.is_file() else None

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ase_unimat.model.bundled import model_reference
 from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.file_seeds import FileSeedSource
 from ase_unimat.search.random_seeds import RANDOM_SYM_SYMMOPS, RandomSeedOptions, RandomSeedSource
@@ -38,8 +39,9 @@ def make_seed_sources(
     model
         UniMat model object or path for the ``unimat`` source (``None``: the bundled default).
     template_reference
-        HDF5 file or CIF folder (or a built ``TemplateIndex``) for the ``template`` source
-        (``None``: the bundled model's training set).
+        HDF5 file or CIF folder (or a built ``TemplateIndex``) for the ``template`` and
+        ``unimat-template`` sources (``None``: the ``reference.h5`` shipped beside ``model``, else the
+        bundled default model's training set).
     cell_spec
         A parsed AIRSS seed file (:class:`ase_unimat.search.buildcell.CellSpec`) or its path. Given a
         cell spec, ``random`` seeds are built under its directives and are named ``cell``.
@@ -58,6 +60,8 @@ def make_seed_sources(
             raise SeedSourceError("seed spec 'file:' needs a path, e.g. file:old_run or 'file:cifs/*.cif'")
         return MixedSeedSource(sources={"file": FileSeedSource(path)}, weights={"file": 1.0})
     weights = parse_seed_spec(spec)
+    if template_reference is None and any(name in ("template", "unimat-template") for name in weights):
+        template_reference = model_reference(model)  # the model's own training set, else the bundled one
     if cell_spec is not None and not hasattr(cell_spec, "options"):
         cell_spec = read_cell(cell_spec)
     sources: dict[str, SeedSource] = {}
