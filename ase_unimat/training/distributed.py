@@ -87,3 +87,14 @@ def or_reduce_flags(module: nn.Module) -> None:
             flags = buffer.to(torch.uint8)
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
             buffer.copy_(flags.bool())
+
+
+def mean_over_ranks(sums: dict[str, float], count: int, procs: Processes) -> dict[str, float]:
+    """Average per-step values (``sums`` over ``count`` steps) over steps and ranks (collective under DDP)."""
+    keys = sorted(sums)
+    values = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
+    if procs.distributed:
+        values = values.to(procs.device)
+        torch.distributed.all_reduce(values)
+        values = values.cpu()
+    return {k: float(v) / float(values[-1]) for k, v in zip(keys, values[:-1].tolist(), strict=True)}

@@ -26,7 +26,11 @@ from ase_unimat.model.config import ModelConfig, TrainConfig, UniMatConfig, conf
 from ase_unimat.model.diffusion import build_model
 from ase_unimat.training.data_order import EpochBatchSampler, EpochKeyedDataset, epoch_permutation
 from ase_unimat.training.dataset import UniMatDataset
-from ase_unimat.training.trainer import dataset_compositions, model_sections, step_seed, train, warmup_cosine
+from ase_unimat.training.loaders import dataset_compositions
+from ase_unimat.training.noise_seed import step_seed
+from ase_unimat.training.optim import warmup_cosine
+from ase_unimat.training.resume import model_sections
+from ase_unimat.training.trainer import train
 
 TESTS = Path(__file__).resolve().parent
 
