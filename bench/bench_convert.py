@@ -55,7 +55,8 @@ def parse_times(inputs: list[Path], n: int) -> dict:
 
 def run(*, quick: bool, out_dir: Path) -> dict:
     """Convert the shared data with 1 and 2 workers; sizes and CIF parse times."""
-    from ase_unimat.data.convert import ConvertOptions, convert, parse_columns
+    from ase_unimat.data.convert import convert
+    from ase_unimat.data.convert_options import ConvertOptions, parse_columns
 
     if quick:
         inputs = [SHARED_DATA / "mp_20" / "val.csv.gz", SHARED_DATA / "mp_20" / "test.csv.gz"]

@@ -37,7 +37,8 @@ def reference_file() -> Path:
     """The reference HDF5: the dataset engineer's full training set, else a cached conversion."""
     if DEFAULT_REFERENCE.is_file():
         return DEFAULT_REFERENCE
-    from ase_unimat.data.convert import ConvertOptions, convert
+    from ase_unimat.data.convert import convert
+    from ase_unimat.data.convert_options import ConvertOptions
 
     path = CACHE / "template_reference.h5"
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -76,12 +76,8 @@ def build(inputs: tuple[str, ...], out: str, n_slots: int, max_atoms: int, colum
     be read to its end (truncated .gz, garbage .db/.tar.gz) is one error line naming it and where it
     stopped; everything read is still written to OUT, and the exit status is 1.
     """
-    from ase_unimat.data.convert import (  # imported when the command runs: --help stays instant
-        ConversionError,
-        ConvertOptions,
-        convert,
-        parse_columns,
-    )
+    from ase_unimat.data.convert import convert  # imported when the command runs: --help stays instant
+    from ase_unimat.data.convert_options import ConversionError, ConvertOptions, parse_columns
 
     try:
         options = ConvertOptions(n_slots=n_slots, max_atoms=max_atoms, columns=parse_columns(columns),

@@ -2,7 +2,10 @@
 
 Owns ``hdf5`` (write / append / read, ``describe``), ``compact`` (a copy without the dense tensor,
 for the reference set shipped beside a model), ``readers`` (CSV, CIF, tar, ASE db, extxyz,
-``.res`` as records), ``cif_p1`` (the fast P1 CIF reader), ``convert`` and ``journal``
-(``unimat-convert``). It may import ``core``, numpy, h5py, ase and (inside functions) pymatgen;
-never torch (the torch ``Dataset`` is ``ase_unimat.training.dataset``) nor the layers above.
+``.res`` as records), ``cif_p1`` (the fast P1 CIF reader) and ``unimat-convert``: ``convert`` (the
+driver), ``convert_options`` (options, column specs, summary, ``ConversionError``), ``convert_worker``
+(records parsed and encoded in the workers), ``journal`` (the resumable parts, the run key),
+``exclude_lists`` (``--exclude`` ids, ``--exclude-formulas``) and ``convert_merge`` (parts -> output).
+It may import ``core``, numpy, h5py, ase and (inside functions) pymatgen; never torch (the torch
+``Dataset`` is ``ase_unimat.training.dataset``) nor the layers above.
 """

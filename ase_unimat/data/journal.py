@@ -1,12 +1,14 @@
-"""The journal of a conversion: atomically written parts that make ``unimat-convert`` resumable.
+"""The journal of a conversion: atomically written parts that make ``unimat-convert`` resumable, and its run key.
 
 See :mod:`ase_unimat.data.convert` for the crash-safety scheme. A part ``part-<first>-<end>.npz`` holds
 the converted structures (sparse) and the skipped records of input positions ``[first, end)``;
-``meta.json`` names the run it belongs to.
+``meta.json`` names the run it belongs to by its key (:func:`run_key`: a hash of the inputs' paths,
+sizes and mtimes and of every option that changes the output).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -18,7 +20,8 @@ import numpy as np
 from ase_unimat.core.atomic import atomic_write, fsync_dir
 from ase_unimat.core.formula import format_formula
 from ase_unimat.core.periodic_table import z_to_symbol
-from ase_unimat.data.hdf5 import StructureBatch
+from ase_unimat.data.convert_options import ConvertOptions
+from ase_unimat.data.hdf5 import FORMAT_VERSION, StructureBatch
 
 
 class JournalError(RuntimeError):
@@ -26,6 +29,30 @@ class JournalError(RuntimeError):
 
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.npz")
+
+
+def _identity(path: Path) -> list:
+    """What identifies an input's content for the run key: path, size and mtime (of each file in a folder)."""
+    path = path.resolve()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return [str(path), [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]]
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def run_key(paths: Sequence[Path], options: ConvertOptions) -> str:
+    """Hash of the inputs and of every option that changes the output."""
+
+    ident = {
+        "inputs": [_identity(p) for p in paths], "L": options.n_slots, "max_atoms": options.max_atoms,
+        "columns": [[c.name, list(c.sources)] for c in options.columns], "dedup": options.dedup,
+        "exclude": [_identity(Path(p)) for p in options.exclude], "append": options.append,
+        **({"exclude_formulas": [_identity(Path(p)) for p in options.exclude_formulas]}
+           if options.exclude_formulas else {}),
+        "format_version": FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def committed_parts(journal: Path) -> list[Path]:

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from structure_inputs import make_inputs, write_csv
 
 import ase_unimat.data.convert as convert_module
-from ase_unimat.data.convert import ConversionError, ConvertOptions, convert, parse_columns
+from ase_unimat.data.convert import convert
+from ase_unimat.data.convert_options import ConversionError, ConvertOptions, parse_columns
 from ase_unimat.data.hdf5 import read_ids
 
 FORMATS = ["csv", "dir", "tar", "xyz", "traj", "db", "res"]
@@ -234,7 +235,7 @@ def test_resume_after_a_crash_during_the_merge(tmp_path, shared_data, monkeypatc
 
 def test_journal_of_another_command_is_not_mixed_in(tmp_path, shared_data, monkeypatch):
     source = many_records(tmp_path, shared_data, n=40)
-    monkeypatch.setattr(convert_module, "_merge", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(convert_module, "merge_parts", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         convert([source], tmp_path / "out.h5", options=OPTIONS)
     monkeypatch.undo()

@@ -23,7 +23,8 @@ from ase_unimat.cli.convert import main
 from click.testing import CliRunner
 
 from ase_unimat.core.representation import RepresentationError, encode
-from ase_unimat.data.convert import convert, convert_records
+from ase_unimat.data.convert import convert
+from ase_unimat.data.convert_worker import convert_records
 from ase_unimat.data.hdf5 import read_ids
 from ase_unimat.data.readers import RawRecord, iter_raw
 
