@@ -1,4 +1,4 @@
-"""Training: the loop, its options, the deterministic data order, processes under torchrun (DDP), EMA, the torch Dataset.
+"""Training: the loop (its settings are the config's TrainConfig), the deterministic data order, processes under torchrun (DDP), EMA, the torch Dataset.
 
 Owns ``trainer`` (``train``, the loop; its settings are ``model.config.TrainConfig``), ``loaders``
 (datasets, loaders, batches on the device), ``optim`` (AdamW, the warm-up + cosine LR schedule),
