@@ -44,8 +44,8 @@ PRIOR_WEIGHT = 0.1
 def ranking_targets(config: dict[str, Any]) -> list[Any]:
     """Held-out test records of 7-20 atoms (unseen formulas, no default search-efficiency target), shuffled."""
     from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
-    from bench.search_efficiency import DEFAULT as SEARCH_DEFAULT
-    from bench.search_efficiency import held_out_targets
+    from bench._search_efficiency_config import DEFAULT as SEARCH_DEFAULT
+    from bench._search_efficiency_targets import held_out_targets
 
     seen = {r.reduced_formula for r in load_reference_records(None, sources=TRAINING_SOURCES, max_atoms=None)}
     excluded = {t.material_id for t in held_out_targets(SEARCH_DEFAULT)}

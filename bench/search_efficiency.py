@@ -37,6 +37,11 @@ keyed by the content of the structure relaxed and the relaxation settings, so a 
 and a run with an extra source relaxes only the new seeds. Run it with ``python -m bench
 search_efficiency [--quick]`` (the default configurations) or ``python -m bench.search_efficiency
 --help`` (sources, sizes, model, output name).
+
+The parts live in ``bench/_search_efficiency_config.py`` (settings, sources, the hit tolerance),
+``_search_efficiency_targets.py``, ``_search_efficiency_seeds.py``, ``_search_efficiency_relax.py``
+(relaxations and their cache), ``_search_efficiency_scoring.py`` and ``_search_efficiency_report.py``
+(markdown, plot); this module runs them and holds the command line.
 """
 
 from __future__ import annotations
@@ -46,311 +51,33 @@ import json
 import math
 import os
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from ase_unimat.search.relax_cache import RelaxCache, cache_key  # noqa: F401 (bench API: se.cache_key)
 from bench._cli_types import CommaList, KeyValue
-from bench._search_efficiency_config import (  # noqa: F401 (the benchmark's names, used by tests)
+from bench._search_efficiency_config import (
+    BINS,
     DEFAULT,
     DEFAULT_CACHE_DIR,
     ENERGY_TOLERANCE,
-    MODEL_SOURCES,
-    PURE_SOURCES,
     QUICK,
-    RATIOS,
     RESULTS_DIR,
     SOURCE_ORDER,
     TEMPLATE_OPTIONS,
-    TEMPLATE_SOURCES,
     UNIMAT_OPTIONS,
     BenchConfig,
 )
-from bench._search_efficiency_report import markdown, plot  # noqa: F401 (se.markdown in tests)
+from bench._search_efficiency_relax import relax_all, relax_cache
+from bench._search_efficiency_report import markdown, plot
+from bench._search_efficiency_scoring import score, summarise
+from bench._search_efficiency_seeds import build_sources, make_seeds
+from bench._search_efficiency_targets import default_overlap, held_out_targets
 
-BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
-@dataclass
-class Target:
-    """One held-out structure to find."""
-
-    material_id: str
-    formula: str  # reduced formula
-    counts: dict[str, int]  # the cell searched
-    bin: str
-    cif: str = field(repr=False)
-
-    @property
-    def natoms(self) -> int:
-        return int(sum(self.counts.values()))
-
-
-# ----------------------------------------------------------------------------------------- targets
-
-
-def held_out_targets(config: BenchConfig) -> list[Target]:
-    """The fixed, seeded list of held-out test structures per size bin."""
-    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
-
-    test = load_reference_records(config.data_dir, sources=("mp_20/test",), max_atoms=20)
-    training = load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=None)
-    seen = {r.reduced_formula for r in training}
-    rng = np.random.default_rng(config.selection_seed)
-    targets = []
-    for name in config.bins:
-        low, high = BINS[name]
-        by_formula: dict[str, Any] = {}
-        for record in sorted(test, key=lambda r: r.material_id):
-            formula = record.reduced_formula
-            if low <= record.natoms <= high and formula not in seen and formula not in by_formula:
-                by_formula[formula] = record
-        candidates = list(by_formula.values())
-        order = rng.permutation(len(candidates))
-        for i in order[: config.per_bin]:
-            r = candidates[i]
-            targets.append(Target(r.material_id, r.reduced_formula, dict(r.counts), name, r.cif))
-    return targets
-
-
-def default_overlap(config: BenchConfig, targets: Sequence[Target]) -> list[str]:
-    """Material ids of ``targets`` that the default run also searches (none when ``config`` draws them alike)."""
-    if config.selection_seed == DEFAULT.selection_seed:
-        return []
-    default_ids = {t.material_id for t in held_out_targets(replace(DEFAULT, data_dir=config.data_dir))}
-    return sorted(t.material_id for t in targets if t.material_id in default_ids)
-
-
-# ------------------------------------------------------------------------------------------- seeds
-
-
-def build_sources(
-    config: BenchConfig, targets: Sequence[Target], say: Callable[[str], None]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Seed-source objects by benchmark name (in ``SOURCE_ORDER``), and notes for the sources skipped.
-
-    "mixed" always mixes every pure source that can be built, requested or not, so its seeds do not
-    depend on which other sources a run selects.
-    """
-    from ase_unimat.search.seed_registry import make_seed_sources
-    from ase_unimat.search.seeds import NoSeedsForFormula
-
-    wanted = set(config.sources) | (set(PURE_SOURCES) if "mixed" in config.sources else set())
-    built: dict[str, Any] = {}
-    notes: dict[str, str] = {}
-    probe = targets[0].counts
-    template_reference = None
-    for name in SOURCE_ORDER:
-        if name == "mixed" or name not in wanted:
-            continue
-        try:
-            if name in TEMPLATE_SOURCES and template_reference is None:
-                template_reference = _template_reference(config, targets)
-            source = make_seed_sources(name, model=config.model, template_reference=template_reference,
-                                       unimat_options=dict(config.unimat_options),
-                                       template_options=config.template_kwargs())  # fmt: skip
-            if name in MODEL_SOURCES:
-                try:
-                    source.make(probe, [0], run_seed=config.run_seed)  # loads the model now: fail early
-                except NoSeedsForFormula:
-                    pass  # no template for this one target; others may have one
-            built[name] = source
-        except Exception as err:  # noqa: BLE001 - any reason a source cannot run becomes a note
-            notes[name] = f"skipped: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
-            say(f"source {name} {notes[name]}")
-    sources = {name: source for name, source in built.items() if name in config.sources}
-    if "mixed" in config.sources:
-        available = [name for name in PURE_SOURCES if name in built]
-        if len(available) >= 2:
-            spec = ",".join(f"{name}:1" for name in available)
-            sources["mixed"] = make_seed_sources(spec, model=config.model, template_reference=template_reference,
-                                                 unimat_options=dict(config.unimat_options),
-                                                 template_options=config.template_kwargs())  # fmt: skip
-            notes["mixed"] = f"equal mix of {', '.join(available)} (run seed + 1)"
-        else:
-            notes["mixed"] = "skipped: needs at least two available pure sources (unimat, random, template)"
-    return sources, notes
-
-
-def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
-    """A template index over the training structures that could serve any of the targets.
-
-    It holds the structures of each target's stoichiometry and, for ordered substitution, of each of
-    its merged compositions (one element fewer); the second kind never matches a target's own
-    stoichiometry unless it is one, so plain prototype substitution sees the same candidates.
-    """
-    from ase_unimat.core.formula import anonymized_formula
-    from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
-    from ase_unimat.search.ordered_templates import merged_compositions
-    from ase_unimat.search.templates import TemplateIndex
-
-    wanted = {(anonymized_formula(c), t.natoms) for t in targets for c in [t.counts, *merged_compositions(t.counts)]}
-    records = [
-        r
-        for r in load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=20)
-        if any(anonymized_formula(r.counts) == pattern and natoms % r.natoms == 0 for pattern, natoms in wanted)
-    ]
-    return TemplateIndex.from_atoms([r.atoms() for r in records], [r.material_id for r in records])
-
-
-def make_seeds(source: Any, target: Target, n: int, run_seed: int) -> list[Any]:
-    """``n`` seeds of ``source`` for ``target`` (raises ``NoSeedsForFormula`` when there are none)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return source.make(target.counts, list(range(n)), run_seed=run_seed)
-
-
-# ------------------------------------------------------------------------------------- relaxations
-
-
-def relax_cache(config: BenchConfig) -> RelaxCache | None:
-    """The cache ``config`` asks for (``cache_dir`` None: ``DEFAULT_CACHE_DIR``), or ``None`` for ``""`` (off)."""
-    if config.cache_dir == "":
-        return None
-    return RelaxCache(Path(config.cache_dir) if config.cache_dir is not None else DEFAULT_CACHE_DIR)
-
-
-@dataclass
-class Relaxations:
-    """What :func:`relax_all` returns: job key -> ``RelaxResult``, and where the results came from.
-
-    ``from_cache`` jobs were read from the cache; ``relaxed`` structures were relaxed now (jobs
-    holding the same structure share one relaxation, so ``from_cache + relaxed <= len(results)``).
-    """
-
-    results: dict[str, Any]
-    from_cache: int
-    relaxed: int
-
-
-def _job_source(job: str) -> str:
-    """The source part of a job key ``<material id>/<source>/<index>``."""
-    parts = job.split("/")
-    return parts[1] if len(parts) == 3 else job
-
-
-def relax_all(jobs: Sequence[tuple[str, Any]], config: BenchConfig, say: Callable[[str], None]) -> Relaxations:
-    """Relax ``(key, atoms)`` jobs on ``config.workers`` processes through the library's ``RelaxPool``.
-
-    The pool reads and fills the cache (each result is written as soon as its relaxation finishes,
-    so a killed run loses only the relaxations in flight) and relaxes one structure held by several
-    jobs once. Cached results get the current job's key as ``id`` and its source as ``source``.
-    """
-    from ase_unimat.search.pool import RelaxPool
-    from ase_unimat.search.relax import RelaxSettings, RelaxTask
-
-    settings = RelaxSettings(fmax=config.fmax, max_steps=config.max_steps, time_limit=config.time_limit)
-    cache = relax_cache(config)
-    threads = (("threads", 1),) if config.calculator in ("chgnet", "sevenn") else ()  # emt takes no options
-    tasks = [RelaxTask(id=key, source=_job_source(key), atoms=atoms, calculator=config.calculator,
-                       calculator_options=threads, settings=settings) for key, atoms in jobs]  # fmt: skip
-    pool = RelaxPool(workers=config.workers, cache=cache, in_flight=max(1, len(tasks)))
-    results: dict[str, Any] = {}
-    start, said = time.perf_counter(), 0
-    for task, result in pool.imap(tasks):
-        results[task.id] = result
-        if pool.relaxed >= said + 10:
-            said = pool.relaxed
-            say(f"  {said} relaxations, {time.perf_counter() - start:.0f} s")
-    if cache is not None:
-        say(f"  {pool.from_cache}/{len(jobs)} relaxations from the cache {cache.root}")
-    return Relaxations(results={key: results[key] for key, _ in jobs}, from_cache=pool.from_cache,
-                       relaxed=pool.relaxed)  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------ scoring
-
-
-def is_hit(result: Any, reference: Any, matcher: Any) -> bool:
-    """Finished, and the reference structure or an energy within ``ENERGY_TOLERANCE`` of it."""
-    if not result.ok:
-        return False
-    if result.energy / len(result.atoms) <= reference.energy / len(reference.atoms) + ENERGY_TOLERANCE:
-        return True
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    return bool(
-        matcher.fit(AseAtomsAdaptor.get_structure(result.atoms), AseAtomsAdaptor.get_structure(reference.atoms))
-    )
-
-
-def score(results: Sequence[Any], reference: Any, matcher: Any) -> dict[str, Any]:
-    """Hit statistics, cost and best-energy curve of one source on one target (seeds in index order)."""
-    n = len(results)
-    hits = [is_hit(r, reference, matcher) for r in results]
-    h = int(sum(hits))
-    p_est = (h + 0.5) / (n + 1)
-    e_ref = reference.energy / len(reference.atoms)
-    above = [(r.energy / len(r.atoms) - e_ref) * 1000 if r.ok else math.inf for r in results]  # meV/atom
-    best = np.minimum.accumulate(above).tolist()
-    first_hit = next((k + 1 for k, hit in enumerate(hits) if hit), None)
-    return {
-        "n": n,
-        "hits": h,
-        "p": h / n,
-        "p_est": p_est,
-        "expected_relaxations": 1.0 / p_est,
-        "censored": h == 0,
-        "first_hit": first_hit,
-        "steps_per_seed": float(np.mean([r.steps for r in results])),
-        "wall_s_per_seed": float(np.mean([r.wall_time for r in results])),
-        "failed": int(sum(not r.ok for r in results)),
-        "best_mev_above_ref": best,
-        "seeds": [
-            {
-                "id": r.id,
-                "origin": r.seed_info.get("source", r.source),
-                "status": r.status,
-                "reason": r.reason,
-                "energy_per_atom": r.energy / len(r.atoms) if r.ok else None,
-                "steps": r.steps,
-                "wall_s": round(r.wall_time, 2),
-                "hit": hit,
-            }
-            for r, hit in zip(results, hits, strict=True)
-        ],  # fmt: skip
-    }
-
-
-def geometric_mean(values: Sequence[float]) -> float:
-    """Geometric mean (NaN for an empty list)."""
-    return float(np.exp(np.mean(np.log(values)))) if len(values) else math.nan
-
-
-def summarise(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: Sequence[str]) -> dict[str, Any]:
-    """Per bin: geometric-mean expected relaxations and cost per source, and source ratios."""
-    out: dict[str, Any] = {}
-    for name in bins:
-        rows = [t for t in per_target if t["bin"] == name]
-        table: dict[str, Any] = {}
-        for source in sources:
-            stats = [t["sources"][source] for t in rows if source in t["sources"]]
-            if not stats:
-                continue
-            table[source] = {
-                "targets": len(stats),
-                "hits": int(sum(s["hits"] for s in stats)),
-                "seeds": int(sum(s["n"] for s in stats)),
-                "targets_hit": int(sum(s["hits"] > 0 for s in stats)),
-                "expected_relaxations_geomean": geometric_mean([s["expected_relaxations"] for s in stats]),
-                "steps_per_seed": float(np.mean([s["steps_per_seed"] for s in stats])),
-                "wall_s_per_seed": float(np.mean([s["wall_s_per_seed"] for s in stats])),
-            }
-        ratios = {}
-        for a, b in RATIOS:
-            pairs = [t["sources"][a]["expected_relaxations"] / t["sources"][b]["expected_relaxations"]
-                     for t in rows if a in t["sources"] and b in t["sources"]]  # fmt: skip
-            if pairs:
-                ratios[f"{a}/{b}"] = {"geomean": geometric_mean(pairs), "targets": len(pairs)}
-        out[name] = {"sources": table, "ratios": ratios}
-    return out
-
-
-# ---------------------------------------------------------------------------------- plot, markdown
+# ------------------------------------------------------------------------------------------- the run
 
 
 def run_search_efficiency(

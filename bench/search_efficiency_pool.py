@@ -32,7 +32,8 @@ from typing import Any
 import click
 import numpy as np
 
-from bench.search_efficiency import RESULTS_DIR, SOURCE_ORDER, geometric_mean, summarise
+from bench._search_efficiency_config import RESULTS_DIR, SOURCE_ORDER
+from bench._search_efficiency_scoring import geometric_mean, summarise
 
 SHARED_SETTINGS = ("run_seed", "calculator", "fmax", "max_steps", "time_limit")
 UNIMAT_SOURCES = ("unimat", "unimat-template")

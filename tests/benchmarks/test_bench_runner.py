@@ -122,7 +122,7 @@ def result(energy_per_atom: float, *, atoms=None, status: str = "ok", steps: int
 def test_score_hand_worked(bench_package):
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from bench.search_efficiency import score
+    from bench._search_efficiency_scoring import score
 
     reference = result(-3.0)
     # Seeds in index order: 20 meV above in another structure (miss), failed (miss),
@@ -146,7 +146,7 @@ def test_score_hand_worked(bench_package):
 def test_score_zero_hits_is_censored_with_the_pseudo_count(bench_package):
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    from bench.search_efficiency import score
+    from bench._search_efficiency_scoring import score
 
     other = bulk("Cu", "bcc", a=2.87)
     out = score([result(-2.9, atoms=other)] * 9, result(-3.0), StructureMatcher())
@@ -155,7 +155,7 @@ def test_score_zero_hits_is_censored_with_the_pseudo_count(bench_package):
 
 
 def test_summarise_geometric_means_and_ratios(bench_package):
-    from bench.search_efficiency import summarise
+    from bench._search_efficiency_scoring import summarise
 
     def stats(expected: float, hits: int = 1) -> dict:
         return {"expected_relaxations": expected, "hits": hits, "n": 4, "steps_per_seed": 10.0, "wall_s_per_seed": 1.0}
@@ -177,7 +177,8 @@ def test_held_out_targets_are_unseen_binned_and_fixed(bench_package, shared_data
     from dataclasses import replace
 
     from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
-    from bench.search_efficiency import BINS, DEFAULT, held_out_targets
+    from bench._search_efficiency_config import BINS, DEFAULT
+    from bench._search_efficiency_targets import held_out_targets
 
     monkeypatch.setenv("UNIMAT_SHARED_DATA", str(shared_data))
     config = replace(DEFAULT, per_bin=2)
