@@ -87,7 +87,7 @@ def test_the_gpu_run_refuses_a_machine_without_cuda(tmp_path, monkeypatch):
 
 def test_summary_shows_failed_rows_and_missing_values(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))
-    from bench.gpu import summary
+    from bench._gpu_report import summary
 
     result = {
         "command": "python -m bench gpu", "note": "one GPU", "errors": {"torchrun": "RuntimeError: exit 1"},
