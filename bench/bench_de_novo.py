@@ -11,7 +11,7 @@ model the default space-group mode -- then, with the instruments the model-quali
 - ``metrics.generation_metrics`` against all of mp_20/test: structure validity (all distances
   >= 0.5 A, volume >= 0.1 A^3), composition validity (SMACT), COV-R / COV-P at CDVAE's MP-20
   cutoffs (structure 0.4, composition 10), Wasserstein distances of density and of #elements;
-- ``bench_model_quality.stability_scores``: a seeded subset of ``n_stability`` samples relaxed with
+- ``_model_quality_stability.stability_scores``: a seeded subset of ``n_stability`` samples relaxed with
   CHGNet (FIRE + FrechetCellFilter, fmax 0.05, <= 500 steps) and placed on a hull of competing
   phases from the shared data; share with E_hull <= 0.1 eV/atom and S.U.N. (stable, unique within
   the subset, novel against the model's training set).
@@ -52,14 +52,11 @@ def run(*, quick: bool, out_dir: Path, model: str | None = None, n: int | None =
     import torch
 
     from ase_unimat.generation import generate, load_model
-    from bench.bench_model_quality import (
-        DEFAULT,
-        default_training,
-        generative_scores,
-        load_test_set,
-        model_identity,
-        stability_scores,
-    )
+    from bench._model_quality_data import load_test_set
+    from bench._model_quality_scores import generative_scores
+    from bench._model_quality_settings import DEFAULT
+    from bench._model_quality_stability import stability_scores
+    from bench.bench_model_quality import default_training, model_identity
 
     torch.set_num_threads(1)
     model = model or os.environ.get("UNIMAT_DE_NOVO_MODEL") or None

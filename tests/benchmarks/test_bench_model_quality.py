@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
@@ -18,13 +19,41 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "models" / "configs" / "test.toml"
 
 
+def bench_module(monkeypatch, name: str):
+    """Module ``name`` of ``bench``, imported from the repository root (``bench`` is not installed)."""
+    monkeypatch.syspath_prepend(str(REPO))
+    return importlib.import_module(name)
+
+
 @pytest.fixture
 def mq(monkeypatch):
-    """``bench.bench_model_quality``, imported from the repository root (``bench`` is not installed)."""
-    monkeypatch.syspath_prepend(str(REPO))
-    import bench.bench_model_quality as module
+    """``bench.bench_model_quality``: the run."""
+    return bench_module(monkeypatch, "bench.bench_model_quality")
 
-    return module
+
+@pytest.fixture
+def mq_settings(monkeypatch):
+    return bench_module(monkeypatch, "bench._model_quality_settings")
+
+
+@pytest.fixture
+def mq_data(monkeypatch):
+    return bench_module(monkeypatch, "bench._model_quality_data")
+
+
+@pytest.fixture
+def mq_sampling(monkeypatch):
+    return bench_module(monkeypatch, "bench._model_quality_sampling")
+
+
+@pytest.fixture
+def mq_scores(monkeypatch):
+    return bench_module(monkeypatch, "bench._model_quality_scores")
+
+
+@pytest.fixture
+def mq_stability(monkeypatch):
+    return bench_module(monkeypatch, "bench._model_quality_stability")
 
 
 @pytest.fixture(scope="module")
@@ -77,34 +106,34 @@ def hull_records():
 # ------------------------------------------------------------------------------------------ seeds
 
 
-def test_subsets_and_seeds_are_reproducible(mq):
-    a = mq.seeded_subset(range(100), 10, seed=0, salt=1)
-    assert a == mq.seeded_subset(range(100), 10, seed=0, salt=1) and a == sorted(a) and len(set(a)) == 10
-    assert a != mq.seeded_subset(range(100), 10, seed=0, salt=2)
-    assert a != mq.seeded_subset(range(100), 10, seed=1, salt=1)
-    assert mq.seeded_subset(range(5), None, seed=0, salt=1) == [0, 1, 2, 3, 4]
-    assert mq.seeded_subset(range(5), 9, seed=0, salt=1) == [0, 1, 2, 3, 4]
-    seeds = {mq.sample_seed(s, i, j) for s in range(2) for i in range(1200) for j in range(mq.MAX_K)}
-    assert len(seeds) == 2 * 1200 * mq.MAX_K
+def test_subsets_and_seeds_are_reproducible(mq_settings, mq_data):
+    a = mq_data.seeded_subset(range(100), 10, seed=0, salt=1)
+    assert a == mq_data.seeded_subset(range(100), 10, seed=0, salt=1) and a == sorted(a) and len(set(a)) == 10
+    assert a != mq_data.seeded_subset(range(100), 10, seed=0, salt=2)
+    assert a != mq_data.seeded_subset(range(100), 10, seed=1, salt=1)
+    assert mq_data.seeded_subset(range(5), None, seed=0, salt=1) == [0, 1, 2, 3, 4]
+    assert mq_data.seeded_subset(range(5), 9, seed=0, salt=1) == [0, 1, 2, 3, 4]
+    seeds = {mq_data.sample_seed(s, i, j) for s in range(2) for i in range(1200) for j in range(mq_settings.MAX_K)}
+    assert len(seeds) == 2 * 1200 * mq_settings.MAX_K
 
 
-def test_settings_are_checked(mq):
+def test_settings_are_checked(mq_settings):
     with pytest.raises(ValueError, match="k must be"):
-        mq.QualitySettings(k=0)
+        mq_settings.QualitySettings(k=0)
     with pytest.raises(ValueError, match="coverage_reference"):
-        mq.QualitySettings(coverage_reference="some")
-    assert mq.QUICK.n_csp == 40 and mq.QUICK.n_stability == 8 and mq.DEFAULT.n_csp is None
+        mq_settings.QualitySettings(coverage_reference="some")
+    assert mq_settings.QUICK.n_csp == 40 and mq_settings.QUICK.n_stability == 8 and mq_settings.DEFAULT.n_csp is None
 
 
 # ---------------------------------------------------------------------------------------- sampling
 
 
-def test_batched_sampling_equals_generate(mq, tiny_net):
+def test_batched_sampling_equals_generate(mq_settings, mq_sampling, tiny_net):
     from ase_unimat.generation import generate
 
     jobs = [({"Cu": 1, "Au": 1}, 11, {"material_id": "a"}), ({"Cu": 3, "Au": 1}, 12, {}), ({"Au": 1}, 13, {})]
-    settings = mq.QualitySettings(batch_size=2)
-    samples, problems = mq.sample_compositions(tiny_net, jobs, settings=settings)
+    settings = mq_settings.QualitySettings(batch_size=2)
+    samples, problems = mq_sampling.sample_compositions(tiny_net, jobs, settings=settings)
     assert problems == []
     for (counts, seed, _), atoms in zip(jobs, samples, strict=True):
         steps = tiny_net.config.diffusion.default_steps  # the benchmark samples with the model's steps
@@ -115,9 +144,9 @@ def test_batched_sampling_equals_generate(mq, tiny_net):
     assert samples[0].info["material_id"] == "a"
 
 
-def test_unsamplable_composition_is_reported_not_fatal(mq, tiny_net):
-    samples, problems = mq.sample_compositions(tiny_net, [({"Cu": 30}, 1, {}), ({"Cu": 1}, 2, {})],
-                                               settings=mq.QualitySettings())  # fmt: skip
+def test_unsamplable_composition_is_reported_not_fatal(mq_settings, mq_sampling, tiny_net):
+    samples, problems = mq_sampling.sample_compositions(tiny_net, [({"Cu": 30}, 1, {}), ({"Cu": 1}, 2, {})],
+                                                        settings=mq_settings.QualitySettings())  # fmt: skip
     assert samples[0] is None and samples[1] is not None
     assert len(problems) == 1 and "more than L" in problems[0]
 
@@ -125,40 +154,40 @@ def test_unsamplable_composition_is_reported_not_fatal(mq, tiny_net):
 # ----------------------------------------------------------------------------------------- scoring
 
 
-def test_perfect_predictor_scores_full_match_and_coverage(mq, tmp_path):
+def test_perfect_predictor_scores_full_match_and_coverage(mq_scores, tmp_path):
     refs = references()
     samples = {i: [a.copy(), a.copy()] for i, a in enumerate(refs)}
-    csp = mq.csp_scores(samples, refs, [0, 2], k=2)
+    csp = mq_scores.csp_scores(samples, refs, [0, 2], k=2)
     assert csp["match_rate_at_1"] == 1.0 and csp["rmse_at_1"] == pytest.approx(0.0, abs=1e-6)
     assert csp["match_rate_at_2"] == 1.0 and csp["n"] == 4 and csp["n_topk"] == 2
-    gen = mq.generative_scores([a.copy() for a in refs], refs, cache_dir=tmp_path)
+    gen = mq_scores.generative_scores([a.copy() for a in refs], refs, cache_dir=tmp_path)
     assert gen["struct_valid"] == 1.0 and gen["comp_valid"] == 1.0  # Cu-Au only: metals are valid
     assert gen["cov_recall"] == 1.0 and gen["cov_precision"] == 1.0
     assert gen["wdist_density"] == pytest.approx(0.0, abs=1e-9) and "compositions are given" in gen["note"]
     assert len(list(tmp_path.glob("fingerprints-*.npz"))) == 1  # reference fingerprints cached
 
 
-def test_wrong_prediction_does_not_match(mq):
+def test_wrong_prediction_does_not_match(mq_scores):
     refs = references()[:2]
     swapped = {0: [refs[1]], 1: [cuau_b2()]}  # Cu3Au for CuAu; B2 for Cu3Au: wrong composition / structure
-    csp = mq.csp_scores(swapped, refs, [], k=1)
+    csp = mq_scores.csp_scores(swapped, refs, [], k=1)
     assert csp["match_rate_at_1"] == 0.0 and math.isnan(csp["rmse_at_1"])
 
 
-def test_every_element_has_an_elemental_reference_now(mq):
+def test_every_element_has_an_elemental_reference_now(mq_stability):
     records = hull_records()
-    assert mq.unreferenced_elements(["Cu", "Au"], records) == []
+    assert mq_stability.unreferenced_elements(["Cu", "Au"], records) == []
     # F: a boxed F2 molecule, S: a chain crystal, Ag: ASE's fcc bulk (elemental.elemental_fallback)
-    assert mq.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == []
+    assert mq_stability.unreferenced_elements(["Cu", "Au", "Ag", "F", "S"], records) == []
 
 
-def test_stability_puts_known_phases_on_the_hull_and_replaces_failed_systems(mq, tmp_path):
+def test_stability_puts_known_phases_on_the_hull_and_replaces_failed_systems(mq_settings, mq_stability, tmp_path):
     cufe = AseAtomsAdaptor.get_atoms(Structure(Lattice.cubic(2.9), ["Cu", "Fe"], [[0, 0, 0], [0.5] * 3]))
     samples = [(0, cuau_l10()), (1, cufe), (2, bulk("Cu", "fcc", a=3.6)), (3, cu3au())]
-    settings = mq.QualitySettings(n_stability=3, calculator="emt", workers=1, max_steps=100)
+    settings = mq_settings.QualitySettings(n_stability=3, calculator="emt", workers=1, max_steps=100)
     assert 1 in np.random.default_rng([settings.seed, 3]).permutation(4)[:3]  # Cu-Fe is among the first three
-    st = mq.stability_scores(samples, settings=settings, hull_records=hull_records(), training=[cuau_l10()],
-                             cache_dir=tmp_path, say=lambda message: None)  # fmt: skip
+    st = mq_stability.stability_scores(samples, settings=settings, hull_records=hull_records(), training=[cuau_l10()],
+                                       cache_dir=tmp_path, say=lambda message: None)  # fmt: skip
     # EMT has no Fe: the Cu-Fe candidate's hull cannot be built, the fourth candidate takes its place.
     assert st["hull_undefined"]["elemental_phase_failed_to_relax"] == {"Fe": 1}
     assert sorted(st["test_indices"]) == [0, 2, 3] and st["n"] == st["n_relaxed"] == 3
@@ -171,11 +200,11 @@ def test_stability_puts_known_phases_on_the_hull_and_replaces_failed_systems(mq,
 # ------------------------------------------------------------------------------------------ a run
 
 
-def test_run_on_tiny_model_writes_consistent_results(mq, tiny_net, tmp_path):
+def test_run_on_tiny_model_writes_consistent_results(mq, mq_settings, tiny_net, tmp_path):
     from bench import json_safe
 
-    settings = mq.QualitySettings(n_topk=2, k=2, n_stability=2, calculator="emt", workers=1, max_steps=30,
-                                  batch_size=3)  # fmt: skip
+    settings = mq_settings.QualitySettings(n_topk=2, k=2, n_stability=2, calculator="emt", workers=1, max_steps=30,
+                                           batch_size=3)  # fmt: skip
     training = [bulk("Cu", "fcc", a=3.6), cuau_l10()]
     result = mq.run_model_quality(settings, out_dir=tmp_path / "out", model=tiny_net, references=references(),
                                   hull_records=hull_records(), training=training, cache_dir=tmp_path / "cache",
@@ -205,20 +234,20 @@ def test_run_on_tiny_model_writes_consistent_results(mq, tiny_net, tmp_path):
 # --------------------------------------------------------------------------------------------- data
 
 
-def test_load_test_set_reads_the_shared_csv(mq, shared_data, monkeypatch):
-    monkeypatch.delenv(mq.TEST_H5_VARIABLE, raising=False)
-    structures, source = mq.load_test_set(shared_data / mq.TEST_CSV)
+def test_load_test_set_reads_the_shared_csv(mq_data, shared_data, monkeypatch):
+    monkeypatch.delenv(mq_data.TEST_H5_VARIABLE, raising=False)
+    structures, source = mq_data.load_test_set(shared_data / mq_data.TEST_CSV)
     assert len(structures) == 1130 and source.endswith("test.csv.gz")
     assert all(a.info["material_id"].startswith("mp-") for a in structures[:20])
 
 
-def test_load_test_set_prefers_the_h5_variable(mq, tmp_path, monkeypatch):
+def test_load_test_set_prefers_the_h5_variable(mq_data, tmp_path, monkeypatch):
     from ase_unimat.data.hdf5 import write_structures
 
     path = tmp_path / "t.h5"
     write_structures(path, references(), material_ids=["a", "b", "c", "d"])
-    monkeypatch.setenv(mq.TEST_H5_VARIABLE, str(path))
-    structures, source = mq.load_test_set()
+    monkeypatch.setenv(mq_data.TEST_H5_VARIABLE, str(path))
+    structures, source = mq_data.load_test_set()
     assert source == str(path) and [a.info["material_id"] for a in structures] == ["a", "b", "c", "d"]
 
 
