@@ -49,6 +49,9 @@ class BenchConfig:
     cache_dir: str | None = None  # relaxation cache (None: DEFAULT_CACHE_DIR; "": no cache)
     unimat_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of the UniMat sources (variants)
     template_options: tuple[tuple[str, Any], ...] = ()  # (name, value) options of both template-based sources
+    # the templates: None = the training set of the default model (mp_20/train + extra MP, 6k, filtered to
+    # the targets); "model" = the reference.h5 shipped beside --model; else an HDF5 file or CIF folder
+    template_reference: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [name for name, _ in self.unimat_options if name not in UNIMAT_OPTIONS]

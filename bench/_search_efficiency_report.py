@@ -119,6 +119,9 @@ def _variant_lines(cfg: Mapping[str, Any], overlap: Sequence[str]) -> list[str]:
     if cfg.get("template_options"):
         options = ", ".join(f"{name}={value}" for name, value in cfg["template_options"])
         lines.append(f"Template options of the template and unimat-template sources (a variant): {options}.")
+    if cfg.get("template_reference"):
+        lines.append(f"Templates from {cfg['template_reference']} (a variant; default: the training set of the "
+                     "default model).")  # fmt: skip
     return [*lines, ""] if lines else []
 
 

@@ -65,7 +65,11 @@ def build_sources(
 
 
 def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
-    """A template index over the training structures that could serve any of the targets.
+    """The templates: ``config.template_reference``'s file, else an index over the training structures.
+
+    With ``template_reference="model"``, the ``reference.h5`` shipped beside ``config.model``
+    (an error if it has none); another string is a file or folder. The default index over the
+    training structures that could serve any of the targets:
 
     It holds the structures of each target's stoichiometry and, for ordered substitution, of each of
     its merged compositions (one element fewer); the second kind never matches a target's own
@@ -76,6 +80,15 @@ def _template_reference(config: BenchConfig, targets: Sequence[Target]) -> Any:
     from ase_unimat.search.ordered_templates import merged_compositions
     from ase_unimat.search.templates import TemplateIndex
 
+    if config.template_reference == "model":
+        from ase_unimat.model.bundled import model_reference
+
+        path = model_reference(config.model)
+        if path is None:
+            raise RuntimeError(f"--template-reference model: model {config.model!r} ships no reference.h5")
+        return TemplateIndex.load(path)
+    if config.template_reference is not None:
+        return TemplateIndex.load(config.template_reference)
     wanted = {(anonymized_formula(c), t.natoms) for t in targets for c in [t.counts, *merged_compositions(t.counts)]}
     records = [
         r

@@ -288,11 +288,18 @@ def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started:
     help="KEY=VALUE option of the template and unimat-template sources' templates, repeatable (a variant, "
     "e.g. ordered=true); keys: " + ", ".join(TEMPLATE_OPTIONS) + ".",
 )
+@click.option(
+    "--template-reference",
+    type=str,
+    default=None,
+    help="Templates of the template-based sources: 'model' (the reference.h5 shipped beside --model) or "
+    "an HDF5 file / CIF folder [default: the default model's training set, mp_20/train + extra MP].",
+)
 @click.option("--no-cache", is_flag=True, help=f"Relax everything again; neither read nor write {DEFAULT_CACHE_DIR}.")
 def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_seeds: int | None, model: str | None,
          bins: tuple[str, ...] | None, out: Path, stem: str | None, selection_seed: int | None,
          unimat_option: tuple[tuple[str, Any], ...], template_option: tuple[tuple[str, Any], ...],
-         no_cache: bool) -> None:  # fmt: skip
+         template_reference: str | None, no_cache: bool) -> None:  # fmt: skip
     """Relaxations needed to find held-out mp_20 ground states, per seed source (CHGNet, 2 workers).
 
     Finished relaxations are cached (bench/.cache/search_efficiency), so a killed run resumes and a
@@ -310,7 +317,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
             raise click.ClickException(str(err)) from None
     overrides = {"sources": sources, "per_bin": per_bin, "n_seeds": n_seeds, "model": model, "bins": bins,
                  "selection_seed": selection_seed, "unimat_options": unimat_option or None,
-                 "template_options": template_option or None,
+                 "template_options": template_option or None, "template_reference": template_reference,
                  "cache_dir": "" if no_cache else None}  # fmt: skip
     config = replace(QUICK if quick else DEFAULT, **{k: v for k, v in overrides.items() if v is not None})
     stem = stem or default_stem(quick)

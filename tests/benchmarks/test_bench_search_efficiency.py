@@ -320,3 +320,22 @@ def test_cli_help_ends_with_examples(se):
     out = CliRunner().invoke(se.main, ["--help"])
     assert out.exit_code == 0
     assert out.output.rstrip().splitlines()[-1].strip().startswith("python -m bench.search_efficiency")
+
+
+def test_template_reference_variant_reads_the_models_file(se_config, monkeypatch, tmp_path):
+    import importlib
+
+    from ase.build import bulk
+
+    from ase_unimat.data.hdf5 import write_structures
+
+    seeds = importlib.import_module("bench._search_efficiency_seeds")
+    report = importlib.import_module("bench._search_efficiency_report")
+    (tmp_path / "model.pt").write_bytes(b"")
+    write_structures(tmp_path / "reference.h5", [bulk("NaCl", "rocksalt", a=5.6)])
+    config = replace(se_config.DEFAULT, model=str(tmp_path), template_reference="model")
+    index = seeds._template_reference(config, [])
+    assert len(index.candidates({"K": 1, "Br": 1})) >= 1
+    with pytest.raises(RuntimeError, match="ships no reference.h5"):
+        seeds._template_reference(replace(config, model=str(tmp_path / "none.pt")), [])
+    assert "Templates from model (a variant" in "\n".join(report._variant_lines(asdict(config), []))
