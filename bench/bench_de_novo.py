@@ -75,7 +75,7 @@ def run(*, quick: bool, out_dir: Path, model: str | None = None, n: int | None =
     print({k: v for k, v in generation.items() if isinstance(v, float)}, flush=True)
     stability: dict[str, Any] = {"skipped": "n_stability = 0"}
     if n_stability:
-        from ase_unimat.evaluation.stability import HULL_SOURCES, load_reference_records
+        from ase_unimat.evaluation.reference import HULL_SOURCES, load_reference_records
 
         start = time.perf_counter()
         settings = replace(DEFAULT, n_stability=n_stability, seed=seed)
