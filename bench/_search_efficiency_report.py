@@ -11,7 +11,6 @@ import numpy as np
 
 from bench._search_efficiency_config import DEFAULT, ENERGY_TOLERANCE
 
-BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 
 def plot(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: Sequence[str], path: Path) -> None:
     """Median best energy above the reference, and share of targets hit, against relaxations."""
