@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13, 20)}
 
 class KeyValue(click.ParamType):
     """``KEY=VALUE`` with KEY from a fixed set; VALUE a number, numbers separated by commas, or text."""
