@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -47,3 +47,12 @@ class CommaList(click.ParamType):
         if unknown or not names:
             self.fail(f"{value!r}: choose one or more of {', '.join(self.choices)}, comma-separated", param, ctx)
         return names
+
+
+def key_value_option(name: str, keys: Sequence[str], what: str) -> Callable:
+    """A repeatable ``name KEY=VALUE`` option (:class:`KeyValue` of ``keys``); its help is ``what``, then the keys.
+
+    The parameter is ``name`` without the dashes, ``-`` as ``_`` (``--unimat-option``: ``unimat_option``).
+    """
+    return click.option(name, name.lstrip("-").replace("-", "_"), type=KeyValue(keys), multiple=True,
+                        help=f"{what}; keys: {', '.join(keys)}.")  # fmt: skip

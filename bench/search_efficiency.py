@@ -58,7 +58,7 @@ from typing import Any
 
 import click
 
-from bench._cli_types import CommaList, KeyValue
+from bench._cli_types import CommaList, key_value_option
 from bench._search_efficiency_config import (
     BINS,
     DEFAULT,
@@ -272,21 +272,17 @@ def write_record(result: Mapping[str, Any], path: Path, *, quick: bool, started:
     help=f"Seed of the target draw [default: {DEFAULT.selection_seed}]; another seed gives other held-out "
     "targets, e.g. a tuning set kept apart from the default run's (overlaps are reported).",
 )
-@click.option(
+@key_value_option(
     "--unimat-option",
-    "unimat_option",
-    type=KeyValue(UNIMAT_OPTIONS),
-    multiple=True,
-    help="KEY=VALUE option of the UniMat sources, repeatable (a variant, e.g. first_pass=volume, "
-    "sampler=ddim, strength=0.2,0.5); keys: " + ", ".join(UNIMAT_OPTIONS) + ".",
+    UNIMAT_OPTIONS,
+    "KEY=VALUE option of the UniMat sources, repeatable (a variant, e.g. first_pass=volume, sampler=ddim, "
+    "strength=0.2,0.5)",
 )
-@click.option(
+@key_value_option(
     "--template-option",
-    "template_option",
-    type=KeyValue(TEMPLATE_OPTIONS),
-    multiple=True,
-    help="KEY=VALUE option of the template and unimat-template sources' templates, repeatable (a variant, "
-    "e.g. ordered=true); keys: " + ", ".join(TEMPLATE_OPTIONS) + ".",
+    TEMPLATE_OPTIONS,
+    "KEY=VALUE option of the template and unimat-template sources' templates, repeatable (a variant, "
+    "e.g. ordered=true)",
 )
 @click.option(
     "--template-reference",
