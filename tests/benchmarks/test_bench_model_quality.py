@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
@@ -19,41 +18,35 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "models" / "configs" / "test.toml"
 
 
-def bench_module(monkeypatch, name: str):
-    """Module ``name`` of ``bench``, imported from the repository root (``bench`` is not installed)."""
-    monkeypatch.syspath_prepend(str(REPO))
-    return importlib.import_module(name)
-
-
 @pytest.fixture
-def mq(monkeypatch):
+def mq(bench_module):
     """``bench.bench_model_quality``: the run."""
-    return bench_module(monkeypatch, "bench.bench_model_quality")
+    return bench_module("bench.bench_model_quality")
 
 
 @pytest.fixture
-def mq_settings(monkeypatch):
-    return bench_module(monkeypatch, "bench._model_quality_settings")
+def mq_settings(bench_module):
+    return bench_module("bench._model_quality_settings")
 
 
 @pytest.fixture
-def mq_data(monkeypatch):
-    return bench_module(monkeypatch, "bench._model_quality_data")
+def mq_data(bench_module):
+    return bench_module("bench._model_quality_data")
 
 
 @pytest.fixture
-def mq_sampling(monkeypatch):
-    return bench_module(monkeypatch, "bench._model_quality_sampling")
+def mq_sampling(bench_module):
+    return bench_module("bench._model_quality_sampling")
 
 
 @pytest.fixture
-def mq_scores(monkeypatch):
-    return bench_module(monkeypatch, "bench._model_quality_scores")
+def mq_scores(bench_module):
+    return bench_module("bench._model_quality_scores")
 
 
 @pytest.fixture
-def mq_stability(monkeypatch):
-    return bench_module(monkeypatch, "bench._model_quality_stability")
+def mq_stability(bench_module):
+    return bench_module("bench._model_quality_stability")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def bench_package(monkeypatch):
-    """Import ``bench`` from the repository root (it is not an installed package)."""
-    monkeypatch.syspath_prepend(str(REPO))
-    import bench
-
-    return bench
+def bench_package(bench_module):
+    """``bench``, imported from the repository root (it is not an installed package)."""
+    return bench_module("bench")
 
 
 def run_bench(*args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,49 +14,41 @@ from click.testing import CliRunner
 from ase_unimat.search.relax import RelaxResult
 from ase_unimat.search.relax_cache import RelaxCache, cache_key
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def bench_module(monkeypatch, name: str):
-    """Module ``name`` of ``bench``, imported from the repository root (``bench`` is not installed)."""
-    monkeypatch.syspath_prepend(str(REPO))
-    return importlib.import_module(name)
-
 
 @pytest.fixture
-def se(monkeypatch):
+def se(bench_module):
     """``bench.search_efficiency``: the run and its command line."""
-    return bench_module(monkeypatch, "bench.search_efficiency")
+    return bench_module("bench.search_efficiency")
 
 
 @pytest.fixture
-def se_config(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_config")
+def se_config(bench_module):
+    return bench_module("bench._search_efficiency_config")
 
 
 @pytest.fixture
-def se_targets(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_targets")
+def se_targets(bench_module):
+    return bench_module("bench._search_efficiency_targets")
 
 
 @pytest.fixture
-def se_seeds(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_seeds")
+def se_seeds(bench_module):
+    return bench_module("bench._search_efficiency_seeds")
 
 
 @pytest.fixture
-def se_relax(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_relax")
+def se_relax(bench_module):
+    return bench_module("bench._search_efficiency_relax")
 
 
 @pytest.fixture
-def se_scoring(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_scoring")
+def se_scoring(bench_module):
+    return bench_module("bench._search_efficiency_scoring")
 
 
 @pytest.fixture
-def se_report(monkeypatch):
-    return bench_module(monkeypatch, "bench._search_efficiency_report")
+def se_report(bench_module):
+    return bench_module("bench._search_efficiency_report")
 
 
 def small_cells():

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"n_seeds": 10, "run_seed": 0, "calculator": "chgnet", "fmax": 0.05, "max_steps": 500, "time_limit": None}
 
 
 @pytest.fixture
-def sp(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    import bench.search_efficiency_pool as module
-
-    return module
+def sp(bench_module):
+    return bench_module("bench.search_efficiency_pool")
 
 
 def stats(hits: int, steps: float, n: int = 10) -> dict:
