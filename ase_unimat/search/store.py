@@ -40,6 +40,10 @@ LOCK_NAME = ".lock"
 _OWN_TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 #: Locks this process holds: resolved run directory -> [file descriptor, open count].
+#: It must be process-global, not per RunStore: ``flock`` belongs to an open file description, so a
+#: second ``RunStore`` of the same directory in this process (a Search reopened from one script,
+#: ``Search.rank()`` taking the lock again) would be refused by its own process if it opened the lock
+#: file again. All stores of a directory share the one descriptor here; the last ``close`` unlocks.
 _HELD: dict[str, list[int]] = {}
 
 #: Manifest keys that may differ between runs of the same directory (everything else must match).
