@@ -4,7 +4,8 @@ Owns everything between a formula and a ranked table of relaxed cells: the seed 
 registry (``seeds``, ``seed_registry``), the four seed sources (``random_seeds`` with its space-group
 library ``spacegroups``, ``buildcell``, ``unimat_seeds``, ``template_seeds`` over ``templates``,
 ``ordered_templates`` and ``template_fingerprint``), ``symmetry``, ``volume``, calculators (the one
-place they enter), ``relax``, the relaxation pool (``pool``, ``relax_cache``), the run ``store``,
+place they enter, ``calculators``, with ``calc_options``, ``calc_factory``, ``calc_espresso`` and
+``calc_errors``), ``relax``, the relaxation pool (``pool``, ``relax_cache``), the run ``store``,
 ``rank``, AIRSS ``.res`` I/O (``airss_io``, ``buildcell``) and the PNG ``report``. It may import
 ``core``, ``data``, ``model.bundled`` and ``generation`` (which loads torch only when sampling);
 never ``training``, ``evaluation``, ``bench`` or ``cli``.
