@@ -7,20 +7,6 @@ import pytest
 
 from ase_unimat.search.buildcell import CellFileError, parse_cell, read_cell
 
-AL_CELL = """\
-%BLOCK LATTICE_CART
-2 0 0
-0 2 0
-0 0 2
-%ENDBLOCK LATTICE_CART
-
-%BLOCK POSITIONS_FRAC
-Al 0.0 0.0 0.0 # Al1 % NUM=8
-%ENDBLOCK POSITIONS_FRAC
-
-#MINSEP=1.5
-"""
-
 SRTIO3_CELL = """\
 %BLOCK LATTICE_CART
 3.914865 0 0
@@ -69,8 +55,8 @@ LI_SI_CELL = """\
 """
 
 
-def test_airss_al_example_volume_from_lattice():
-    spec = parse_cell(AL_CELL)
+def test_airss_al_example_volume_from_lattice(al_cell):
+    spec = parse_cell(al_cell(8, 1.5))
     assert spec.counts == {"Al": 8} and spec.nform == 1
     assert spec.options.minsep == 1.5
     lo, hi = spec.options.volume_range(spec.counts)
@@ -113,8 +99,8 @@ def test_natom_for_one_species():
     assert spec.counts == {"C": 8} and spec.options.volume_per_atom == (10.0, 10.0)
 
 
-def test_fixed_lattice():
-    text = AL_CELL.replace("0 0 2\n%ENDBLOCK", "0 0 2\n#FIX\n%ENDBLOCK").replace("2 0 0", "4 0 0").replace("0 2 0", "0 4 0")
+def test_fixed_lattice(al_cell):
+    text = al_cell(8, 1.5).replace("0 0 2\n%ENDBLOCK", "0 0 2\n#FIX\n%ENDBLOCK").replace("2 0 0", "4 0 0").replace("0 2 0", "0 4 0")
     text = text.replace("0 0 2\n", "0 0 4\n").replace("NUM=8", "NUM=4")
     spec = parse_cell(text)
     atoms = spec.source().make(spec.counts, [0], run_seed=0)[0].atoms

@@ -11,18 +11,6 @@ from click.testing import CliRunner
 
 FAST = ["--seeds", "random", "--calc", "emt", "--fmax", "0.1", "--max-steps", "40"]
 
-AL_CELL = """\
-%BLOCK LATTICE_CART
-2 0 0
-0 2 0
-0 0 2
-%ENDBLOCK LATTICE_CART
-%BLOCK POSITIONS_FRAC
-Al 0.0 0.0 0.0 # Al1 % NUM=2
-%ENDBLOCK POSITIONS_FRAC
-#MINSEP=2.0
-"""
-
 
 def _invoke(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
@@ -61,9 +49,9 @@ def test_run_resume_report_and_database(tmp_path):
     assert (out / "report" / "enthalpy_volume.png").stat().st_size > 1000
 
 
-def test_explicit_run_subcommand_and_cell_file(tmp_path):
+def test_explicit_run_subcommand_and_cell_file(tmp_path, al_cell):
     cell = tmp_path / "Al.cell"
-    cell.write_text(AL_CELL)
+    cell.write_text(al_cell(2, 2.0))
     result = _invoke(["run", "--cell", str(cell), "-n", "2", *FAST, "--out", str(tmp_path / "al"), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "Al2-cell-000000" in result.output or "Al2-cell-000001" in result.output
