@@ -110,7 +110,7 @@ def main(model, formula, elements, charge_balanced, spacegroup, n, formula_units
     from ase_unimat.generation import generate  # imported when the command runs: --help stays instant
 
     # Structure i has seed SEED + i; with a range, its formula units are drawn from that seed too.
-    from ase_unimat.search.search import formula_units_of  # imported when the command runs: --help stays instant
+    from ase_unimat.search.search_seeds import formula_units_of  # imported when the command runs: --help stays instant
 
     by_units: dict[int, list[int]] = {}
     for i in range(n):

@@ -6,7 +6,8 @@ library ``spacegroups``, ``buildcell``, ``unimat_seeds``, ``template_seeds`` ove
 ``ordered_templates`` and ``template_fingerprint``), ``symmetry``, ``volume``, calculators (the one
 place they enter, ``calculators``, with ``calc_options``, ``calc_factory``, ``calc_espresso`` and
 ``calc_errors``), ``relax``, the relaxation pool (``pool``, ``relax_cache``), the run ``store``,
-``rank``, AIRSS ``.res`` I/O (``airss_io``, ``buildcell``) and the PNG ``report``. It may import
+``rank``, AIRSS ``.res`` I/O (``airss_io``, ``buildcell``), the PNG ``report``, and the ``Search`` loop
+(``search``, with ``search_options``, ``search_seeds``) and its second level ``refine``. It may import
 ``core``, ``data``, ``model.bundled`` and ``generation`` (which loads torch only when sampling);
 never ``training``, ``evaluation``, ``bench`` or ``cli``.
 """

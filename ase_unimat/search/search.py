@@ -8,6 +8,11 @@ Seed ``k`` of a run is fully determined by ``(run_seed, k)``: its number of form
 (:func:`formula_units_of`), its source (the mixing allocation) and its structure. With an ``out``
 directory every finished seed is stored at once (see :mod:`ase_unimat.search.store`), so running
 the same search again continues where it stopped and a larger ``n`` adds seeds.
+
+This module is the :class:`Search` object, whole (the loop, observers, ranking and its run
+directory); its options are checked in :mod:`~ase_unimat.search.search_options` and its seeds made
+in :mod:`~ase_unimat.search.search_seeds` (``SearchError``, ``parse_formula_units`` and
+``formula_units_of`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -20,53 +25,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.core import formula as formula_module
-from ase_unimat.core.formula import FormulaError, format_formula, parse_formula
-from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.calc_options import check_options
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
 from ase_unimat.search.pool import RelaxPool
 from ase_unimat.search.rank import Ranking, rank, write_csv, write_database, write_unique_res
-from ase_unimat.search.relax import RelaxResult, RelaxSettings, RelaxTask
+from ase_unimat.search.refine import Refine
+from ase_unimat.search.relax import RelaxResult, RelaxTask
 from ase_unimat.search.report import make_report
-from ase_unimat.search.seed_registry import make_seed_sources
-from ase_unimat.search.seeds import seed_rng
+from ase_unimat.search.search_options import (
+    SearchError,
+    parse_formula_units,
+    relax_settings,
+    search_target,
+    unimat_strengths,
+    whole_number,
+)
+from ase_unimat.search.search_seeds import check_file_seeds, formula_units_of, iter_seeds, seed_source
 from ase_unimat.search.store import RunStore
 
-
-class SearchError(ValueError):
-    """Options of a search that cannot work (the message says which and why)."""
-
-
-def parse_formula_units(value: int | Sequence[int] | str) -> tuple[int, int]:
-    """:func:`ase_unimat.core.formula.parse_formula_units`, raising :class:`SearchError`."""
-    try:
-        return formula_module.parse_formula_units(value)
-    except FormulaError as err:
-        raise SearchError(str(err)) from None
-
-
-def formula_units_of(index: int, bounds: tuple[int, int], *, run_seed: int) -> int:
-    """Formula units of seed ``index``: uniform in ``bounds``, a function of ``(run_seed, index)`` only."""
-
-    low, high = bounds
-    if low == high:
-        return low
-    return int(seed_rng(run_seed, "formula-units", index).integers(low, high + 1))
-
-
-def _strengths(value: float | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``unimat_strength`` as a tuple of levels in (0, 1] (None stays None)."""
-    if value is None:
-        return None
-    levels = (value,) if isinstance(value, (int, float)) else tuple(value)
-    try:
-        levels = tuple(float(level) for level in levels)
-    except (TypeError, ValueError):
-        raise SearchError(f"unimat strength must be numbers in (0, 1], got {value!r}") from None
-    if not levels or not all(0.0 < level <= 1.0 for level in levels):
-        raise SearchError(f"unimat strength must be numbers in (0, 1], got {value!r}")
-    return levels
+__all__ = ["Search", "SearchError", "formula_units_of", "parse_formula_units"]
 
 
 class Search:
@@ -155,32 +132,17 @@ class Search:
         refine_top: int = 5,
         refine_settings: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise SearchError(f"n must be a non-negative integer, got {n!r}")
-        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
-            raise SearchError(f"workers must be a positive integer, got {workers!r}")
-        if isinstance(run_seed, bool) or int(run_seed) != run_seed or run_seed < 0:
-            raise SearchError(f"run seed must be a non-negative integer, got {run_seed!r}")
-        try:
-            self.settings = RelaxSettings(
-                pressure=float(pressure),
-                fmax=float(fmax),
-                max_steps=int(max_steps),
-                optimizer=str(optimizer).upper(),
-                time_limit=None if time_limit is None else float(time_limit),
-            )
-        except ValueError as err:
-            raise SearchError(str(err)) from None
+        self.n = whole_number(n, "n", minimum=0)
+        self.workers = whole_number(workers, "workers", minimum=1)
+        self.run_seed = whole_number(run_seed, "run seed", minimum=0)
+        self.settings = relax_settings(pressure, fmax, max_steps, optimizer, time_limit)
         self.calculator = calculator
         self.calculator_options = check_options(calculator, calculator_options)
-        self.n = int(n)
-        self.workers = int(workers)
         self.executor = executor
         self.out = Path(out) if out is not None else None
-        self.run_seed = int(run_seed)
         self.db = Path(db) if db is not None else None
         self.plot = bool(plot)
-        self.cell_file, self.counts, file_units = _target(formula)
+        self.cell_file, self.counts, file_units = search_target(formula)
         if formula_units is None and file_units is None:
             raise SearchError(f"{formula}: #NFORM is a range; give the formula units explicitly (--formula-units)")
         self.formula_units = parse_formula_units(formula_units if formula_units is not None else file_units)
@@ -188,16 +150,17 @@ class Search:
         self.seed_spec = seeds
         self.model = model
         self.template_reference = template_reference
-        self.unimat_strength = _strengths(unimat_strength)
+        self.unimat_strength = unimat_strengths(unimat_strength)
         self.ordered_templates = bool(ordered_templates)
-        self.source = self._seed_source()
-        self._check_file_seeds()
+        self.source = seed_source(
+            seeds, model=model, template_reference=template_reference, cell_file=self.cell_file,
+            unimat_strength=self.unimat_strength, ordered_templates=self.ordered_templates,
+        )  # fmt: skip
+        self.n = check_file_seeds(self.source, self.counts, self.n)
         if refine is None and (refine_options or refine_settings):
             raise SearchError("refine options or settings were given without a refine calculator")
         self.refiner = None
         if refine is not None:
-            from ase_unimat.search.refine import Refine
-
             try:
                 second = dataclasses.replace(self.settings, **dict(refine_settings or {}))
             except (TypeError, ValueError) as err:
@@ -254,7 +217,10 @@ class Search:
         index_of: dict[int, int] = {}  # id(task) -> seed index
 
         def tasks() -> Iterator[RelaxTask]:
-            for seed, index in self._seeds(pending, chunk=8 if pool.serial else pool.in_flight):
+            chunk = 8 if pool.serial else pool.in_flight
+            seeds = iter_seeds(self.source, self.counts, pending, formula_units=self.formula_units,
+                               run_seed=self.run_seed, chunk=chunk)  # fmt: skip
+            for seed, index in seeds:
                 task = self._task(seed)
                 index_of[id(task)] = index
                 yield task
@@ -319,50 +285,6 @@ class Search:
         self._call_observers()
         return result
 
-    # -- seeds -----------------------------------------------------------------------------------
-    def _seeds(self, indices: list[int], *, chunk: int) -> Iterator[tuple[Any, int]]:
-        """Seeds for ``indices`` in order, made ``chunk`` at a time (one ``make`` call per formula-unit group)."""
-        for start in range(0, len(indices), max(1, chunk)):
-            block = indices[start : start + chunk]
-            groups: dict[int, list[int]] = {}
-            for k in block:
-                groups.setdefault(formula_units_of(k, self.formula_units, run_seed=self.run_seed), []).append(k)
-            made: dict[int, Any] = {}
-            for units, group in groups.items():
-                counts = {symbol: c * units for symbol, c in self.counts.items()}
-                made.update(zip(group, self.source.make(counts, group, run_seed=self.run_seed), strict=True))
-            for k in block:
-                yield made[k], k
-
-    def _seed_source(self) -> Any:
-        if not isinstance(self.seed_spec, str):
-            if not hasattr(self.seed_spec, "make"):
-                raise SearchError(f"seeds must be a spec string or a SeedSource, got {self.seed_spec!r}")
-            return self.seed_spec
-
-        options = None if self.unimat_strength is None else {"strength": self.unimat_strength}
-        return make_seed_sources(
-            self.seed_spec, model=self.model, template_reference=self.template_reference, cell_spec=self._cell_spec(),
-            unimat_options=options, template_options={"ordered": self.ordered_templates},
-        )  # fmt: skip
-
-    def _check_file_seeds(self) -> None:
-        """Seeds read from files: refuse other compositions now, and relax no more seeds than there are."""
-        import warnings
-
-        for part in getattr(self.source, "sources", {}).values():
-            if hasattr(part, "check_counts"):
-                part.check_counts(self.counts)
-                if self.n > len(part):
-                    warnings.warn(f"{part.path} holds {len(part)} structures; n={self.n} lowered to it", stacklevel=3)
-                    self.n = len(part)
-
-    def _cell_spec(self) -> Any:
-        if self.cell_file is None:
-            return None
-
-        return read_cell(self.cell_file, nform=1)  # formula units are drawn per seed here
-
     # -- run directory ---------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """The options that decide this search's results (stored in ``out/manifest.json``)."""
@@ -394,27 +316,3 @@ class Search:
         store = RunStore(self.out)
         store.open(self.manifest())
         return store
-
-
-def _target(formula: Any) -> tuple[Path | None, dict[str, int], tuple[int, int] | None]:
-    """(cell file or None, counts of one formula unit, default formula units) of ``formula``."""
-    if isinstance(formula, Path) or (isinstance(formula, str) and formula.strip().lower().endswith(".cell")):
-        path = Path(formula)
-        if not path.is_file():
-            raise SearchError(f"seed file {path} not found")
-
-        spec = read_cell(path, nform=1)  # any other mistake in the file is raised here
-        try:
-            nform = read_cell(path).nform
-        except ValueError:  # a #NFORM range: the caller must give the formula units
-            return path, dict(spec.seed_counts), None
-        return path, dict(spec.seed_counts), (nform, nform)
-    if isinstance(formula, Mapping):
-        counts = {str(k): int(v) for k, v in formula.items()}
-        if min(counts.values(), default=0) < 1:
-            raise FormulaError(f"element counts must be positive, got {counts}")
-        parse_formula(format_formula(counts))  # validates element symbols
-        return None, counts, (1, 4)
-    if formula is None:
-        raise SearchError("give a formula (e.g. 'Mg2SiO4') or an AIRSS .cell seed file")
-    return None, parse_formula(str(formula)), (1, 4)
