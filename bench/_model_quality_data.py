@@ -39,7 +39,8 @@ def load_test_set(path: Path | str | None = None) -> tuple[list[Any], str]:
         return read_atoms(path), str(path)
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from ase_unimat.data.readers import RecordError, iter_records
+    from ase_unimat.data.readers import iter_records
+    from ase_unimat.data.records import RecordError
 
     structures = []
     for record in iter_records(path):

@@ -41,7 +41,8 @@ def size_report(path: Path, n: int) -> dict:
 
 def parse_times(inputs: list[Path], n: int) -> dict:
     """Milliseconds per CIF for the fast P1 reader and for pymatgen over the first ``n`` of each input."""
-    from ase_unimat.data.readers import iter_raw, parse_cif
+    from ase_unimat.data.parsing import parse_cif
+    from ase_unimat.data.readers import iter_raw
 
     texts = [raw.payload for path in inputs for raw in itertools.islice(iter_raw(path), n)]
     out = {"cifs": len(texts)}

@@ -26,8 +26,8 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
     """Atoms from any input the converter reads (see :mod:`ase_unimat.data.readers`) or a UniMat HDF5 file."""
     # imported when the command runs: --help stays instant
     from ase_unimat.data.hdf5 import read_atoms
-    from ase_unimat.data.readers import RecordError
     from ase_unimat.data.readers import read_structures as read_input
+    from ase_unimat.data.records import RecordError
 
     if path.name.lower().endswith((".h5", ".hdf5")):
         try:

@@ -59,7 +59,8 @@ from ase_unimat.data.convert_worker import convert_records
 from ase_unimat.data.exclude_lists import read_formula_list, read_id_list, reduced_formula_of
 from ase_unimat.data.hdf5 import DatasetFormatError, history, open_file, read_ids
 from ase_unimat.data.journal import JournalError, PartBuilder, load_part, open_journal, part_end, run_key
-from ase_unimat.data.readers import RawRecord, expand_inputs, iter_raw
+from ase_unimat.data.readers import expand_inputs, iter_raw
+from ase_unimat.data.records import RawRecord
 
 CHUNK_SIZE = 32  # records per worker task
 

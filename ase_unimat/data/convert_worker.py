@@ -1,7 +1,7 @@
 """The worker side of a conversion: raw records parsed, checked and encoded, one result tuple per record.
 
 Owns :func:`convert_records` (what runs in the worker processes of ``unimat-convert``: parse with
-:mod:`ase_unimat.data.readers`, encode with :func:`ase_unimat.core.representation.encode`, pick the
+:mod:`ase_unimat.data.parsing`, encode with :func:`ase_unimat.core.representation.encode`, pick the
 property columns) and the short skip reasons of a representation error (``classify``). A bad record
 never raises: it comes back as a ``("skip", ...)`` tuple with its reason.
 """
@@ -16,7 +16,8 @@ from ase_unimat.core.representation import MIN_DISTANCE, RepresentationError, en
 from ase_unimat.data.convert_options import ColumnSpec
 from ase_unimat.data.hdf5 import sparse_atoms
 from ase_unimat.data.journal import printable
-from ase_unimat.data.readers import RawRecord, RecordError, parse
+from ase_unimat.data.parsing import parse
+from ase_unimat.data.records import RawRecord, RecordError
 
 _REASONS = (
     ("disordered", "disordered"),

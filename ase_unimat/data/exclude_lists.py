@@ -19,7 +19,7 @@ from ase_unimat.core.formula import FormulaError, parse_formula, reduced_formula
 from ase_unimat.core.periodic_table import z_to_symbol
 from ase_unimat.data.convert_options import ConversionError
 from ase_unimat.data.hdf5 import read_ids
-from ase_unimat.data.readers import _open_text, input_format
+from ase_unimat.data.input_formats import input_format, open_text
 
 _FORMULA_COLUMNS = ("reduced_formula", "pretty_formula", "formula", "composition")
 
@@ -37,7 +37,7 @@ def _read_column(path: str | Path, *, kind: str, read_h5: Callable[[Path], Seque
     if path.suffix in (".h5", ".hdf5"):
         return list(read_h5(path))
     if input_format(path) == "csv":
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             reader = csv.DictReader(handle)
             column = next((c for c in columns if c in (reader.fieldnames or [])), None)
             if column is None:
