@@ -37,7 +37,8 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.geometry import cellpar_to_cell
 
-from ase_unimat.search.random_seeds import MAX_ATOMS, RandomSeedOptions, RandomSeedSource
+from ase_unimat.search.random_seed_options import RandomSeedOptions
+from ase_unimat.search.random_seeds import MAX_ATOMS, RandomSeedSource
 from ase_unimat.search.seeds import SeedSourceError
 
 SUPPORTED_DIRECTIVES = ("SPECIES", "NATOM", "NFORM", "MINSEP", "TARGVOL", "VARVOL", "SYMMOPS", "SLACK", "OVERLAP", "COMPACT")

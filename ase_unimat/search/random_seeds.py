@@ -25,23 +25,37 @@ How one seed is built (all randomness from the ``rng`` passed in):
    fraction above 0.74 in the largest allowed volume), the error comes at once.
 6. **Size.** At most :data:`MAX_ATOMS` atoms per cell (placement and push work on all pairs of
    atoms, N^2 per step); more is refused at once.
+
+This module is the procedure (:func:`random_structure`, its upfront checks and retries) and the seed
+source; the directives are :class:`~ase_unimat.search.random_seed_options.RandomSeedOptions` (in
+:mod:`~ase_unimat.search.random_seed_options`, re-exported here) and steps 2-4 live in
+:mod:`~ase_unimat.search.random_placement`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase import Atoms
-from ase.build import niggli_reduce
-from ase.geometry import cellpar_to_cell
 
+from ase_unimat.search.random_placement import random_cell, try_p1, try_symmetric
+from ase_unimat.search.random_seed_options import RandomSeedOptions
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, make_seed, seed_rng
-from ase_unimat.search.spacegroups import SpaceGroup, SpaceGroupLibrary, representable
-from ase_unimat.search.volume import PACKING, default_minsep, estimate_volume
+from ase_unimat.search.spacegroups import SpaceGroupLibrary
+
+__all__ = [
+    "MAX_ATOMS",
+    "MAX_PACKING_FRACTION",
+    "RANDOM_SYM_SYMMOPS",
+    "ImpossibleSeedError",
+    "RandomSeedOptions",
+    "RandomSeedSource",
+    "random_cell",
+    "random_structure",
+]
 
 #: Densest packing of equal spheres (fcc/hcp), the bound of the upfront MINSEP check.
 MAX_PACKING_FRACTION = 0.7405
@@ -51,77 +65,6 @@ MAX_ATOMS = 1000
 
 class ImpossibleSeedError(SeedSourceError):
     """MINSEP, volume and composition that no random seed can satisfy."""
-
-
-@dataclass(frozen=True)
-class RandomSeedOptions:
-    """How random seeds are built (the directives of an AIRSS seed file, with our defaults)."""
-
-    minsep: float | None = None  # default minimum separation (A) for pairs not in pair_minsep
-    pair_minsep: Mapping[tuple[str, str], float] = field(default_factory=dict)  # ("A", "B") -> A
-    volume_per_atom: tuple[float, float] | None = None  # A^3 per atom; None: from covalent radii
-    volume_spread: float = 0.05  # relative spread when volume_per_atom is one value
-    symmops: tuple[int, int] | None = None  # number of symmetry operations, inclusive range
-    slack: float = 0.0
-    overlap: float = 0.0
-    compact: bool = False  # Niggli-reduce P1 cells (AIRSS #COMPACT)
-    cell: tuple[tuple[float, ...], ...] | None = None  # fixed cell rows (AIRSS #FIX); P1 only
-    packing: float = PACKING
-    angle_range: tuple[float, float] = (60.0, 120.0)
-    max_length_ratio: float = 3.0
-    min_cell_factor: float = 0.5  # V / (a b c) below this is too flat
-    max_attempts: int = 500
-    tries_per_atom: int = 200
-    push_steps: int = 200
-
-    def __post_init__(self) -> None:
-        numbers = [self.minsep if self.minsep is not None else 0.0, *self.pair_minsep.values(),
-                   *(self.volume_per_atom or ())]
-        if not all(math.isfinite(float(v)) for v in numbers):
-            raise SeedSourceError(f"MINSEP and volumes must be finite, got MINSEP {self.minsep}, "
-                                  f"pairs {dict(self.pair_minsep)}, volume per atom {self.volume_per_atom}")
-        for name in ("slack", "overlap"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise SeedSourceError(f"{name.upper()} must be in [0, 1), got {value}")
-        if self.minsep is not None and self.minsep < 0:
-            raise SeedSourceError(f"MINSEP must be non-negative, got {self.minsep}")
-        if any(v < 0 for v in self.pair_minsep.values()):
-            raise SeedSourceError(f"pair MINSEP values must be non-negative, got {dict(self.pair_minsep)}")
-        if self.volume_per_atom is not None:
-            lo, hi = self.volume_per_atom
-            if not 0 < lo <= hi:
-                raise SeedSourceError(f"target volume range must be positive and ordered, got {self.volume_per_atom}")
-        if not 0 <= self.volume_spread < 1:
-            raise SeedSourceError(f"volume spread must be in [0, 1), got {self.volume_spread}")
-        if self.symmops is not None and not 1 <= self.symmops[0] <= self.symmops[1]:
-            raise SeedSourceError(f"SYMMOPS range must be 1 <= N <= M, got {self.symmops}")
-        if self.cell is not None and self.symmops not in (None, (1, 1)):
-            raise SeedSourceError("a fixed cell cannot be combined with SYMMOPS")
-        if self.max_attempts < 1 or self.tries_per_atom < 1:
-            raise SeedSourceError("max_attempts and tries_per_atom must be positive")
-
-    def minsep_of(self, a: str, b: str) -> float:
-        """Minimum separation (A) of a pair of elements."""
-        for key in ((a, b), (b, a)):
-            if key in self.pair_minsep:
-                return float(self.pair_minsep[key])
-        return float(self.minsep) if self.minsep is not None else default_minsep(a, b)
-
-    def volume_range(self, counts: Mapping[str, int]) -> tuple[float, float]:
-        """(lowest, highest) cell volume of ``counts`` in A^3."""
-        natoms = sum(counts.values())
-        if self.cell is not None:
-            volume = abs(float(np.linalg.det(np.array(self.cell))))
-            return volume, volume
-        if self.volume_per_atom is None:
-            v = estimate_volume(counts, packing=self.packing) / natoms
-            lo, hi = v, v
-        else:
-            lo, hi = self.volume_per_atom
-        if lo == hi:
-            lo, hi = lo * (1 - self.volume_spread), hi * (1 + self.volume_spread)
-        return lo * natoms, hi * natoms
 
 
 def random_structure(
@@ -174,11 +117,11 @@ def random_structure(
     for _ in range(options.max_attempts):
         volume = float(rng.uniform(vlo, vhi))
         if options.symmops is None or options.symmops == (1, 1):
-            atoms = _try_p1(counts, minsep, place, accept, volume, options, rng)
+            atoms = try_p1(counts, minsep, place, accept, volume, options, rng)
             hall, nops = 1, 1
         else:
             hall = int(candidates[rng.integers(len(candidates))])
-            atoms = _try_symmetric(counts, place, minsep, volume, groups.group(hall), options, rng)
+            atoms = try_symmetric(counts, place, minsep, volume, groups.group(hall), options, rng)
             nops = groups.group(hall).n_ops
         if atoms is not None:
             atoms.info.update(target_volume=volume, hall_number=hall, n_symmops=nops)
@@ -209,156 +152,6 @@ def _check_packing(counts: Mapping[str, int], minsep: np.ndarray, options: Rando
             f"impossible MINSEP for {_formula(counts)}: spheres of diameter MINSEP fill "
             f"{spheres / vmax:.0%} of the largest cell volume {vmax:.1f} A^3 (the densest packing fills 74%)"
         )
-
-
-# ----------------------------------------------------------------------------------- geometry
-
-
-def _image_shifts(cell: np.ndarray, cutoff: float) -> np.ndarray:
-    """Cartesian lattice translations (K, 3) that can bring two atoms within ``cutoff``; row 0 is zero."""
-    heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # (3,) plane spacings
-    reach = np.ceil(cutoff / heights).astype(int)
-    ranges = [range(-r, r + 1) for r in reach]
-    shifts = np.array(sorted(itertools.product(*ranges), key=lambda n: sum(abs(x) for x in n)), dtype=float)
-    return shifts @ cell  # (K, 3)
-
-
-def _distances(points: np.ndarray, others: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Shortest periodic distances (P, M) between Cartesian ``points`` (P, 3) and ``others`` (M, 3)."""
-    diff = others[None, :, None, :] - points[:, None, None, :] + shifts[None, None, :, :]  # (P, M, K, 3)
-    return np.sqrt(np.min(np.einsum("pmkx,pmkx->pmk", diff, diff), axis=2))
-
-
-def _self_clash(cell: np.ndarray, shifts: np.ndarray, limit: float) -> bool:
-    """True when the shortest lattice translation is below ``limit`` (an atom would meet its image)."""
-    return bool(np.min(np.linalg.norm(shifts[1:], axis=1)) < limit) if len(shifts) > 1 else False
-
-
-def random_cell(volume: float, *, options: RandomSeedOptions, rng: np.random.Generator, system: str = "triclinic"):
-    """A random 3x3 cell (rows are vectors) of ``volume`` in the given crystal system, or None if too distorted."""
-
-    lo, hi = options.angle_range
-    lengths = np.exp(rng.uniform(0.0, math.log(options.max_length_ratio), size=3))
-    angles = rng.uniform(lo, hi, size=3)
-    if system == "monoclinic":
-        angles[[0, 2]] = 90.0
-    elif system in ("orthorhombic", "tetragonal", "cubic"):
-        angles[:] = 90.0
-    elif system == "hexagonal":
-        angles[:] = (90.0, 90.0, 120.0)
-    if system in ("tetragonal", "hexagonal"):
-        lengths[1] = lengths[0]
-    elif system == "cubic":
-        lengths[:] = 1.0
-    if lengths.max() / lengths.min() > options.max_length_ratio:
-        return None
-    cos = np.cos(np.radians(angles))
-    factor = 1.0 - np.sum(cos**2) + 2.0 * np.prod(cos)
-    if factor <= 0 or math.sqrt(factor) < options.min_cell_factor:
-        return None
-    cell = cellpar_to_cell(np.concatenate([lengths, angles]))
-    return cell * (volume / abs(np.linalg.det(cell))) ** (1.0 / 3.0)
-
-
-# ----------------------------------------------------------------------------------- P1 seeds
-
-
-def _try_p1(counts, minsep, place, accept, volume, options, rng) -> Atoms | None:
-    """One attempt at a P1 structure; None when the cell or the placement fails."""
-    cell = np.array(options.cell) if options.cell is not None else random_cell(volume, options=options, rng=rng)
-    if cell is None:
-        return None
-    shifts = _image_shifts(cell, float(minsep.max()))
-    if _self_clash(cell, shifts, float(np.max(np.diag(place)))):
-        return None
-    species = np.repeat(np.arange(len(counts)), list(counts.values()))  # (N,)
-    species = species[rng.permutation(len(species))]
-    positions = np.zeros((0, 3))
-    for i, s in enumerate(species):
-        for _ in range(options.tries_per_atom):
-            trial = rng.random(3) @ cell  # (3,)
-            if i == 0 or np.all(_distances(trial[None], positions, shifts)[0] >= place[s, species[:i]]):
-                positions = np.vstack([positions, trial])
-                break
-        else:
-            return None
-    if options.slack > 0 or options.overlap > 0:
-        positions = _push(positions, species, cell, shifts, minsep, accept, options.push_steps)
-        if positions is None:
-            return None
-    symbols = list(counts)
-    atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
-    atoms.wrap()
-    if options.compact:
-        niggli_reduce(atoms)
-    return atoms
-
-
-def _push(positions, species, cell, shifts, minsep, accept, steps) -> np.ndarray | None:
-    """Move overlapping atoms apart (soft spheres of diameter MINSEP); None if still below ``accept``."""
-    target = minsep[species][:, species]  # (N, N)
-    floor = accept[species][:, species]  # (N, N)
-    n = len(positions)
-    self_pair = np.eye(n, dtype=bool)[:, :, None] & (np.arange(len(shifts)) == 0)[None, None, :]  # (N, N, K)
-    for _ in range(steps + 1):
-        vec = positions[None, :, None, :] - positions[:, None, None, :] + shifts[None, None]  # (N, N, K, 3)
-        dist = np.linalg.norm(vec, axis=-1)  # (N, N, K)
-        dist[self_pair] = np.inf
-        if np.all(dist.min(axis=2) >= floor - 1e-9):
-            return positions
-        overlap = np.clip(target[:, :, None] - dist, 0.0, None)  # (N, N, K)
-        push = -(overlap / np.maximum(dist, 1e-6))[..., None] * vec  # (N, N, K, 3) away from neighbours
-        positions = positions + 0.5 * push.sum(axis=(1, 2))
-    return None
-
-
-# ----------------------------------------------------------------------------------- symmetric seeds
-
-
-def _try_symmetric(counts, place, minsep, volume, group: SpaceGroup, options, rng) -> Atoms | None:
-    """One attempt at a structure with ``group``'s operations; None when placement fails."""
-    cell = random_cell(volume, options=options, rng=rng, system=group.system)
-    if cell is None:
-        return None
-    shifts = _image_shifts(cell, float(minsep.max()))
-    if _self_clash(cell, shifts, float(np.max(np.diag(place)))):
-        return None
-    frac = np.zeros((0, 3))
-    species: list[int] = []
-    order = list(range(len(counts)))
-    rng.shuffle(order)
-    for s in order:
-        remaining = list(counts.values())[s]
-        while remaining > 0:
-            for _ in range(options.tries_per_atom):
-                delta = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.0, 0.3))
-                orbit = group.orbit(group.snap(rng.random(3), delta))  # (m, 3)
-                m = len(orbit)
-                if m > remaining or not representable(remaining - m, group.multiplicities):
-                    continue
-                cart = orbit @ cell
-                inner = _distances(cart, cart, shifts)  # (m, m)
-                np.fill_diagonal(inner, np.inf)
-                if np.any(inner < place[s, s]):
-                    continue
-                if len(frac) and np.any(_distances(cart, frac @ cell, shifts) < place[s, np.array(species)][None]):
-                    continue
-                frac = np.vstack([frac, orbit])
-                species += [s] * m
-                remaining -= m
-                break
-            else:
-                return None
-    positions = frac @ cell
-    if options.slack > 0 or options.overlap > 0:  # as for P1: push apart, reject below the floor
-        accept = (1.0 - options.overlap) * minsep
-        positions = _push(positions, np.array(species), cell, shifts, minsep, accept, options.push_steps)
-        if positions is None:
-            return None
-    symbols = list(counts)
-    atoms = Atoms([symbols[s] for s in species], positions=positions, cell=cell, pbc=True)
-    atoms.wrap()
-    return atoms
 
 
 # ----------------------------------------------------------------------------------- the source

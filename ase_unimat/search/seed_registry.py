@@ -13,7 +13,8 @@ from typing import Any
 from ase_unimat.model.bundled import model_reference
 from ase_unimat.search.buildcell import read_cell
 from ase_unimat.search.file_seeds import FileSeedSource
-from ase_unimat.search.random_seeds import RANDOM_SYM_SYMMOPS, RandomSeedOptions, RandomSeedSource
+from ase_unimat.search.random_seed_options import RandomSeedOptions
+from ase_unimat.search.random_seeds import RANDOM_SYM_SYMMOPS, RandomSeedSource
 from ase_unimat.search.seeds import MixedSeedSource, SeedSource, SeedSourceError, parse_seed_spec
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.unimat_seeds import UniMatSeedSource
