@@ -18,7 +18,7 @@ def csp_scores(
     samples: dict[int, list[Any]], references: Sequence[Any], topk_indices: Sequence[int], *, k: int
 ) -> dict[str, Any]:
     """match@1 / RMSE@1 over every sampled reference, match@k / RMSE@k over ``topk_indices``."""
-    from ase_unimat.evaluation.metrics import CSP_MATCHER, csp_match
+    from ase_unimat.evaluation.csp import CSP_MATCHER, csp_match
 
     indices = sorted(samples)
     at_1 = csp_match([samples[i][:1] for i in indices], [references[i] for i in indices], k=1)
@@ -32,10 +32,10 @@ def csp_scores(
 
 
 def reference_fingerprints(references: Sequence[Any], cache_dir: Path | None) -> Any:
-    """``metrics.fingerprints`` of ``references``, read from / written to ``cache_dir`` (keyed by content)."""
+    """``coverage.fingerprints`` of ``references``, read from / written to ``cache_dir`` (keyed by content)."""
     import numpy as np
 
-    from ase_unimat.evaluation.metrics import Fingerprints, fingerprints
+    from ase_unimat.evaluation.coverage import Fingerprints, fingerprints
 
     digest = hashlib.sha1()
     for atoms in references:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ase_unimat.data.hdf5 import read_atoms
-from ase_unimat.evaluation.metrics import csp_match, structure_validity
+from ase_unimat.evaluation.csp import csp_match
+from ase_unimat.evaluation.validity import structure_validity
 from ase_unimat.generation import generate, load_model
 from ase_unimat.generation.spacegroups import SpacegroupPrior
 

@@ -60,7 +60,8 @@ def score_on_val(model, *, k: int, steps: int, sampler: str = "ddim", guidance: 
     import numpy as np
 
     from ase_unimat.data.hdf5 import read_atoms
-    from ase_unimat.evaluation.metrics import csp_match, structure_validity
+    from ase_unimat.evaluation.csp import csp_match
+    from ase_unimat.evaluation.validity import structure_validity
     from ase_unimat.generation import generate, load_model
 
     references = read_atoms(VAL)
