@@ -3,8 +3,10 @@
 Owns the user entry point :func:`generate` (``generator``), the ASE-GA start generator, and what
 is decided per sample before any network call: the de novo composition prior (``compositions``),
 the space-group prior of a space-group model (``spacegroups``) and their per-sample plan
-(``plan``). May import core, data and model; never training, search or evaluation (the
-charge-balance filter is :mod:`ase_unimat.core.chemistry`).
+(``plan``); and what ``unimat-sample`` does with its options (``sample_command``: checks, the
+output format, sampling, the ``.extxyz``/``.cif``/``.res`` writes). May import core, data and
+model; never training, search or evaluation (the charge-balance filter is
+:mod:`ase_unimat.core.chemistry`).
 """
 
 from ase_unimat.generation.generator import (
