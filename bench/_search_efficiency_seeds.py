@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ase_unimat.core.messages import one_line
 from bench._search_efficiency_config import MODEL_SOURCES, PURE_SOURCES, SOURCE_ORDER, TEMPLATE_SOURCES, BenchConfig
 from bench._search_efficiency_targets import Target
 
@@ -48,7 +49,7 @@ def build_sources(
                     pass  # no template for this one target; others may have one
             built[name] = source
         except Exception as err:  # noqa: BLE001 - any reason a source cannot run becomes a note
-            notes[name] = f"skipped: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            notes[name] = f"skipped: {type(err).__name__}: {one_line(err, limit=300, empty='')}"
             say(f"source {name} {notes[name]}")
     sources = {name: source for name, source in built.items() if name in config.sources}
     if "mixed" in config.sources:

@@ -58,6 +58,7 @@ from typing import Any
 
 import click
 
+from ase_unimat.core.messages import one_line
 from bench._cli_types import CommaList, key_value_option
 from bench._search_efficiency_config import (
     BINS,
@@ -117,7 +118,7 @@ def run_search_efficiency(
                 seeds = make_seeds(source, t, config.n_seeds, run_seed)
             except Exception as err:  # noqa: BLE001 - NoSeedsForFormula and friends: unavailable here
                 target_notes.setdefault(t.material_id, []).append(
-                    f"{name} unavailable ({' '.join(str(err).split())[:120]})"
+                    f"{name} unavailable ({one_line(err, limit=120, empty='')})"
                 )
                 continue
             made[(t.material_id, name)] = len(seeds)
@@ -322,7 +323,7 @@ def main(quick: bool, sources: tuple[str, ...] | None, per_bin: int | None, n_se
     try:
         result = run_search_efficiency(config, out_dir=out, quick=quick, stem=stem, say=click.echo)
     except RuntimeError as err:  # no source could be built
-        raise click.ClickException(" ".join(str(err).split())) from None
+        raise click.ClickException(one_line(err, empty="")) from None
     path = out / f"{stem}.json"
     write_record(result, path, quick=quick, started=started, wall_s=time.perf_counter() - start)
     click.echo(f"search_efficiency: {time.perf_counter() - start:.1f} s, wrote {path}")

@@ -13,6 +13,8 @@ from typing import Any
 import click
 from ase_unimat.cli.options import CONTEXT, FormulaUnits, option, out_option, quiet_option
 
+from ase_unimat.core.messages import one_line
+
 EXAMPLES = """
 \b
 Examples:
@@ -184,7 +186,7 @@ def run_command(**options: Any) -> None:
 
         run = run_search(options, say=None if options["quiet"] else lambda line: click.echo(line, err=True))
     except (ValueError, OSError, ImportError) as err:
-        raise click.ClickException(_one_line(err)) from None
+        raise click.ClickException(one_line(err)) from None
     click.echo(run.summary())
 
 
@@ -203,13 +205,8 @@ def report_command(run_dir: Path, out: Path | None, top: int) -> None:
 
         paths = rerank(run_dir, out=out, top=top, say=click.echo)
     except (ValueError, OSError) as err:
-        raise click.ClickException(_one_line(err)) from None
+        raise click.ClickException(one_line(err)) from None
     click.echo("pictures: " + ", ".join(str(p) for p in paths))
-
-
-def _one_line(err: BaseException) -> str:
-    """``err``'s message on one line (its type's name when it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

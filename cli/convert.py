@@ -9,6 +9,8 @@ from __future__ import annotations
 import click
 from ase_unimat.cli.options import CONTEXT, option, out_option, quiet_option
 
+from ase_unimat.core.messages import one_line
+
 EXAMPLES_BUILD = """
 \b
 Examples:
@@ -86,11 +88,11 @@ def build(inputs: tuple[str, ...], out: str, n_slots: int, max_atoms: int, colum
                                  exclude_formulas=tuple(exclude_formulas), batch_size=batch_size, progress=not quiet)
         summary = convert(inputs, out, options=options)
     except (ConversionError, ValueError, OSError) as err:
-        raise click.ClickException(" ".join(str(err).split())) from None
+        raise click.ClickException(one_line(err, empty="")) from None
     click.echo(summary.text())
     if summary.unreadable:  # the output holds what was read; the exit status says it is not all
-        raise click.ClickException(" ".join(f"could not read to the end: {'; '.join(summary.unreadable)}; "
-                                            f"the records read before are in {summary.output}".split()))
+        raise click.ClickException(one_line(f"could not read to the end: {'; '.join(summary.unreadable)}; "
+                                            f"the records read before are in {summary.output}"))
 
 
 @main.command(epilog=EXAMPLES_INFO)
@@ -107,7 +109,7 @@ def info(path: str, top: int) -> None:
     try:
         click.echo(describe(path, top=top))
     except (DatasetFormatError, OSError) as err:
-        raise click.ClickException(" ".join(str(err).split())) from None
+        raise click.ClickException(one_line(err, empty="")) from None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from typing import Any
 import click
 from ase_unimat.cli.options import CONTEXT, option, out_option, quiet_option
 
+from ase_unimat.core.messages import one_line
+
 DATASETS = ("mp_20", "carbon_24", "perov_5")
 
 EXAMPLES = """
@@ -33,11 +35,11 @@ def read_structures(path: Path, *, limit: int | None = None) -> list[Any]:
         try:
             return read_atoms(path)[:limit]
         except (OSError, KeyError, ValueError) as err:  # not HDF5, or not a UniMat file
-            raise click.ClickException(f"cannot read {path}: {' '.join(str(err).split())}") from None
+            raise click.ClickException(f"cannot read {path}: {one_line(err, empty='')}") from None
     try:
         return read_input(path, limit=limit)
     except (RecordError, ValueError) as err:
-        raise click.ClickException(" ".join(str(err).split())) from None
+        raise click.ClickException(one_line(err, empty="")) from None
 
 
 def _predictions_of(predictions: list[Any], references: list[Any], *, k: int) -> list[Any]:

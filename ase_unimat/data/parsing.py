@@ -15,6 +15,7 @@ import warnings
 from ase.io import read
 from ase.io.res import Res
 
+from ase_unimat.core.messages import one_line
 from ase_unimat.data.cif_p1 import NotSimpleCif, TooManySites, parse_p1_cif
 from ase_unimat.data.records import RawRecord, Record, RecordError, atoms_properties
 
@@ -30,8 +31,7 @@ def parse(raw: RawRecord, *, max_atoms: int | None = None) -> Record:
     except RecordError as err:
         return Record(raw.record_id, err, raw.properties, raw.source)
     except Exception as err:  # noqa: BLE001 - any parser failure is this record's problem only
-        message = " ".join(str(err).split()) or type(err).__name__
-        return Record(raw.record_id, RecordError("parse_error", message[:300]), raw.properties, raw.source)
+        return Record(raw.record_id, RecordError("parse_error", one_line(err, limit=300)), raw.properties, raw.source)
     record_id = raw.record_id
     if raw.kind == "xyz":  # ids and properties of extxyz frames live in the parsed comment line
         record_id = str(structure.info.get("material_id", structure.info.get("id", record_id)))

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ase import Atoms
 
+from ase_unimat.core.messages import one_line
 from ase_unimat.data.input_formats import STRUCTURE_SUFFIXES, input_format, iter_source
 from ase_unimat.data.parsing import parse, parse_cif
 from ase_unimat.data.records import READ_ERRORS, RawRecord, Record, RecordError, unreadable
@@ -87,8 +88,7 @@ def iter_raw(path: str | os.PathLike) -> Iterator[RawRecord]:
             yield raw
             count += 1
     except READ_ERRORS as err:
-        message = " ".join(str(err).split()) or "(no message)"
-        yield unreadable(path, count, f"{type(err).__name__}: {message[:300]}")
+        yield unreadable(path, count, f"{type(err).__name__}: {one_line(err, limit=300, empty='(no message)')}")
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[Record]:

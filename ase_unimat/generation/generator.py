@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
 from ase_unimat.core.geometry import atom_counts
+from ase_unimat.core.messages import one_line
 from ase_unimat.core.periodic_table import cell_of, symbol_to_z
 from ase_unimat.core.representation import encode
 from ase_unimat.model.bundled import MODEL_FILE, resolve_model_path
@@ -64,9 +65,8 @@ def load_model(model=None, *, device: str = "auto"):
         net = build_model(from_dict(config))
         net.load_state_dict(weights)
     except Exception as err:  # a config or weights this code cannot build (other version, edited file)
-        text = " ".join(str(err).split())
         raise CheckpointError(
-            f"{path} does not fit this version's model ({type(err).__name__}: {text[:200]})"
+            f"{path} does not fit this version's model ({type(err).__name__}: {one_line(err, limit=200, empty='')})"
         ) from err
     net.model_name = path.parent.name if path.name == MODEL_FILE else path.stem
     net.model_path = path

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ase_unimat.search.calc_errors import CalculatorError, one_line
+from ase_unimat.core.messages import one_line
+from ase_unimat.search.calc_errors import CalculatorError
 
 
 def import_factory(spec: str) -> Callable[..., Any]:
@@ -28,7 +29,8 @@ def import_factory(spec: str) -> Callable[..., Any]:
         module = _import_module(module_name)
     except Exception as err:  # ImportError, or the module's own SyntaxError / exception at import
         raise CalculatorError(
-            f"cannot import calculator module {module_name!r}: {type(err).__name__}: {one_line(err)}"
+            f"cannot import calculator module {module_name!r}: {type(err).__name__}: "
+            f"{one_line(err, limit=300, empty='(no message)')}"
         ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):

@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.core.messages import one_line
+
 
 class CalcOptionError(ValueError):
     """An unknown calculator option or a value of the wrong kind (the message names the key)."""
@@ -166,7 +168,7 @@ def read_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise CalcOptionError(f"cannot read calculator config {path}: {' '.join(str(err).split())}") from None
+        raise CalcOptionError(f"cannot read calculator config {path}: {one_line(err, empty='')}") from None
     refine = data.pop("refine", {})
     if "calc" in data and "calculator" in data:
         raise CalcOptionError(f"{path}: give the screening options in [calculator] or in [calc], not both")

@@ -23,7 +23,8 @@ from typing import Any
 
 from ase.calculators.emt import EMT
 
-from ase_unimat.search.calc_errors import CalculatorError, one_line
+from ase_unimat.core.messages import one_line
+from ase_unimat.search.calc_errors import CalculatorError
 from ase_unimat.search.calc_espresso import DEBIAN_PSEUDO_DIR, EspressoForSearch, find_pseudopotentials, pw_command
 from ase_unimat.search.calc_factory import check_factory_options, import_factory
 from ase_unimat.search.calc_options import check_options, resolve_device
@@ -73,7 +74,10 @@ def get_calculator(spec: Any, **kw: Any) -> Any:
         try:
             calc = factory(**kw)
         except Exception as err:  # the user's code: its error in one line, naming the factory
-            raise CalculatorError(f"calculator factory {name} raised {type(err).__name__}: {one_line(err)}") from None
+            raise CalculatorError(
+                f"calculator factory {name} raised {type(err).__name__}: "
+                f"{one_line(err, limit=300, empty='(no message)')}"
+            ) from None
         return _checked(calc, name)
     builders: dict[str, Callable[..., Any]] = {
         "emt": _emt,

@@ -23,6 +23,7 @@ from pathlib import Path
 from ase import Atoms
 
 from ase_unimat.core.formula import format_formula, reduce_counts
+from ase_unimat.core.messages import one_line
 from ase_unimat.search.seeds import Seed, SeedSourceError, make_seed
 
 #: File name suffix -> ``ase.io`` format.
@@ -84,7 +85,7 @@ def read_structures(path: str | Path) -> list[tuple[str, Atoms]]:
         try:
             frames = read(str(file), index=":", format=fmt)
         except Exception as err:  # each reader raises its own kinds of error
-            problems.append(f"{file.name}: {' '.join(str(err).split())[:80] or type(err).__name__}")
+            problems.append(f"{file.name}: {one_line(err, limit=80)}")
             continue
         frames = [atoms for atoms in frames if len(atoms)]
         if not frames:

@@ -28,6 +28,7 @@ from ase.optimize import BFGS, FIRE
 from ase.units import GPa
 
 from ase_unimat.core.geometry import shortest_distance
+from ase_unimat.core.messages import one_line
 from ase_unimat.search.calculators import get_calculator
 from ase_unimat.search.threads import single_threaded_blas
 
@@ -184,7 +185,8 @@ def relax(
                 if not geometry_ok or _has_nonfinite_results(calculator):  # NaN results moved the atoms to NaN
                     status, reason = "failed", f"non-finite energy, forces or stress ({type(err).__name__} followed)"
                 else:
-                    status, reason = "failed", f"calculator raised {type(err).__name__}: {_one_line(err)}"
+                    message = one_line(err, limit=300, empty="(no message)")
+                    status, reason = "failed", f"calculator raised {type(err).__name__}: {message}"
     except _Timeout:
         status, reason = "failed", f"timeout after {time.perf_counter() - start:.1f} s (limit {settings.time_limit} s)"
     if not math.isfinite(energy) and status == "ok":
@@ -294,11 +296,6 @@ def _alarm(seconds: float | None) -> Iterator[None]:
 def _one_line_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] if text else "(no message)"
 
 
 def _json_safe(info: Mapping[str, Any]) -> dict[str, Any]:
