@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory) -> tuple[dict, Path]:
+def dry_run(tmp_path_factory, bench_module_once) -> tuple[dict, Path]:
     """The runner's record of one dry run, and its output folder (the run takes seconds)."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from bench import run_benchmark
-
-        out = tmp_path_factory.mktemp("gpu_dry")
-        path = run_benchmark("gpu", dry_run=True, out_dir=out, say=str)
-    finally:
-        sys.path.remove(str(REPO))
+    out = tmp_path_factory.mktemp("gpu_dry")
+    path = bench_module_once("bench").run_benchmark("gpu", dry_run=True, out_dir=out, say=str)
     return json.loads(path.read_text()), out
 
 
@@ -75,19 +66,16 @@ def test_training_and_sampling_rows(dry_run):
     assert all(loss["gradients_finite"].values()) and loss["relative_difference"] < 0.1
 
 
-def test_the_gpu_run_refuses_a_machine_without_cuda(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    from bench import BenchmarkError
-    from bench.gpu import run
+def test_the_gpu_run_refuses_a_machine_without_cuda(tmp_path, monkeypatch, bench_module):
+    bench, gpu = bench_module("bench"), bench_module("bench.gpu")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(BenchmarkError, match="needs a CUDA GPU; on a CPU run it with --dry-run"):
-        run(quick=False, out_dir=tmp_path)
+    with pytest.raises(bench.BenchmarkError, match="needs a CUDA GPU; on a CPU run it with --dry-run"):
+        gpu.run(quick=False, out_dir=tmp_path)
 
 
-def test_summary_shows_failed_rows_and_missing_values(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    from bench._gpu_report import summary
+def test_summary_shows_failed_rows_and_missing_values(bench_module):
+    summary = bench_module("bench._gpu_report").summary
 
     result = {
         "command": "python -m bench gpu", "note": "one GPU", "errors": {"torchrun": "RuntimeError: exit 1"},

@@ -244,9 +244,8 @@ def test_load_test_set_prefers_the_h5_variable(mq_data, tmp_path, monkeypatch):
     assert source == str(path) and [a.info["material_id"] for a in structures] == ["a", "b", "c", "d"]
 
 
-def test_runner_lists_the_benchmark(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    from bench import describe, discover
+def test_runner_lists_the_benchmark(bench_module):
+    bench = bench_module("bench")
 
-    assert discover()["model_quality"] == "bench.bench_model_quality"
-    assert "mp_20/test" in describe("bench.bench_model_quality")
+    assert bench.discover()["model_quality"] == "bench.bench_model_quality"
+    assert "mp_20/test" in bench.describe("bench.bench_model_quality")

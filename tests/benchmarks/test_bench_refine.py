@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-import sys as _sys
-from pathlib import Path as _Path
 from types import SimpleNamespace
 
+import pytest
 from ase.build import bulk
 
-_REPO = str(_Path(__file__).resolve().parents[2])  # bench/ is not installed: import it from the checkout
-_sys.path.insert(0, _REPO)
-try:
-    from bench.bench_refine import SYSTEMS, _hit, _verdict, ground_state
-finally:
-    _sys.path.remove(_REPO)
+
+@pytest.fixture
+def refine(bench_module):
+    return bench_module("bench.bench_refine")
 
 
 def _result(ok, per_atom):
     return SimpleNamespace(ok=ok, enthalpy=2 * per_atom, atoms=bulk("Si"))
 
 
-def test_hit_is_the_first_result_within_tolerance():
+def test_hit_is_the_first_result_within_tolerance(refine):
     results = [_result(True, -1.0), _result(False, float("nan")), _result(True, -1.995), _result(True, -2.0)]
-    assert _hit(results, -2.0) == 3
-    assert _hit(results[:2], -2.0) is None
+    assert refine._hit(results, -2.0) == 3
+    assert refine._hit(results[:2], -2.0) is None
 
 
-def test_ground_states_have_the_composition_and_two_to_eight_atoms():
-    for name, counts, units, _ in SYSTEMS:
-        atoms = ground_state(name)
+def test_ground_states_have_the_composition_and_two_to_eight_atoms(refine):
+    for name, counts, units, _ in refine.SYSTEMS:
+        atoms = refine.ground_state(name)
         assert 2 <= len(atoms) == sum(counts.values()) * units <= 8
         assert {s: atoms.get_chemical_symbols().count(s) for s in counts} == {s: c * units for s, c in counts.items()}
 
 
-def test_verdict():
+def test_verdict(refine):
     def level(n, wall, found=True):
         return {"dft_relaxations_to_ground_state": n, "wall_s_to_ground_state": wall, "found": found}
 
@@ -41,7 +38,7 @@ def test_verdict():
         {"two_level": level(1, 10), "one_level": level(4, 40)},
         {"two_level": level(2, 20), "one_level": level(5, 50, False)},
     ]
-    verdict = _verdict(systems)
+    verdict = refine._verdict(systems)
     assert verdict["mean_dft_relaxations_two_level"] == 1.5 and verdict["ratio_one_over_two"] == 3.0
     assert (
         verdict["target_ratio_ge_3"]

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import json
-import sys as _sys
-from pathlib import Path as _Path
 
-_REPO = str(_Path(__file__).resolve().parents[2])  # bench/ is not installed: import it from the checkout
-_sys.path.insert(0, _REPO)
-try:
-    from bench.bench_scaling import _markdown, val_curve
-finally:
-    _sys.path.remove(_REPO)
+import pytest
 
 
-def test_val_curve_reads_validation_records_and_keeps_the_last_of_a_step(tmp_path):
+@pytest.fixture
+def scaling(bench_module):
+    return bench_module("bench.bench_scaling")
+
+
+def test_val_curve_reads_validation_records_and_keeps_the_last_of_a_step(tmp_path, scaling):
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(json.dumps(r) for r in [
         {"step": 50, "loss": 2.0}, {"step": 1000, "val_loss": 1.5}, {"step": 2000, "val_loss": 1.2},
         {"step": 2000, "val_loss": 1.1}]) + "\n")  # fmt: skip
-    assert val_curve(log) == [(1000, 1.5), (2000, 1.1)]
+    assert scaling.val_curve(log) == [(1000, 1.5), (2000, 1.1)]
 
 
-def test_markdown_lines_up_runs_by_step():
+def test_markdown_lines_up_runs_by_step(scaling):
     runs = [{"run": "a", "structures": 6045, "parameters_M": 0.37, "export_step": 2000, "best_logged": 1.1,
              "unconditioned_val_loss": 1.2, "val_curve": [(1000, 1.5), (2000, 1.1)]},
             {"run": "b", "structures": 77771, "parameters_M": 1.9, "export_step": 1000, "best_logged": 1.4,
              "unconditioned_val_loss": 1.45, "val_curve": [(1000, 1.4)]}]  # fmt: skip
-    text = _markdown({"noise_draws": 8, "runs": runs})
+    text = scaling._markdown({"noise_draws": 8, "runs": runs})
     assert "| a | 6,045 | 0.37M | 2,000 | 1.100 | 1.200 |" in text
     assert "| 1,000 | 1.500 | 1.400 |" in text and "| 2,000 | 1.100 |  |" in text

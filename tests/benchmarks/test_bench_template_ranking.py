@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
-def tr(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    import bench.bench_template_ranking as module
-
-    return module
+def tr(bench_module):
+    return bench_module("bench.bench_template_ranking")
 
 
 def row(match, prior, loss):
