@@ -33,16 +33,20 @@ class Target:
 
 
 def held_out_targets(config: BenchConfig) -> list[Target]:
-    """The fixed, seeded list of held-out test structures per size bin."""
+    """The fixed, seeded list of held-out test structures per size bin.
+
+    Every bin of ``BINS`` is drawn, in its own order, from one seeded generator, and only the bins of
+    ``config.bins`` are kept (in that order): a bin's targets are the same whichever other bins a run
+    asks for (``--bins 7-12`` searches the 7-12 targets of the default run).
+    """
     from ase_unimat.evaluation.reference import TRAINING_SOURCES, load_reference_records
 
     test = load_reference_records(config.data_dir, sources=("mp_20/test",), max_atoms=20)
     training = load_reference_records(config.data_dir, sources=TRAINING_SOURCES, max_atoms=None)
     seen = {r.reduced_formula for r in training}
     rng = np.random.default_rng(config.selection_seed)
-    targets = []
-    for name in config.bins:
-        low, high = BINS[name]
+    drawn: dict[str, list[Target]] = {}
+    for name, (low, high) in BINS.items():
         by_formula: dict[str, Any] = {}
         for record in sorted(test, key=lambda r: r.material_id):
             formula = record.reduced_formula
@@ -50,10 +54,11 @@ def held_out_targets(config: BenchConfig) -> list[Target]:
                 by_formula[formula] = record
         candidates = list(by_formula.values())
         order = rng.permutation(len(candidates))
-        for i in order[: config.per_bin]:
-            r = candidates[i]
-            targets.append(Target(r.material_id, r.reduced_formula, dict(r.counts), name, r.cif))
-    return targets
+        drawn[name] = [
+            Target(r.material_id, r.reduced_formula, dict(r.counts), name, r.cif)
+            for r in (candidates[i] for i in order[: config.per_bin])
+        ]
+    return [target for name in config.bins for target in drawn[name]]
 
 
 def default_overlap(config: BenchConfig, targets: Sequence[Target]) -> list[str]:

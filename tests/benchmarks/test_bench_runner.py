@@ -187,3 +187,6 @@ def test_held_out_targets_are_unseen_binned_and_fixed(bench_package, shared_data
         assert low <= t.natoms <= high and t.formula not in seen
     quick = held_out_targets(replace(DEFAULT, per_bin=1))
     assert [t.material_id for t in quick] == [t.material_id for t in targets[::2]]  # quick is a prefix per bin
+    alone = held_out_targets(replace(config, bins=("7-12",)))  # a bin's draw does not depend on the others asked for
+    assert alone == [t for t in targets if t.bin == "7-12"]
+    assert held_out_targets(replace(config, bins=("13-20", "1-6"))) == targets[4:] + targets[:2]
