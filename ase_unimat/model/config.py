@@ -97,8 +97,8 @@ class TrainConfig:
     counts optimiser steps and sets the length of the cosine decay, which ends at
     ``lr * min_lr_ratio``; ``keep_every = 0`` keeps only the last checkpoint; ``val_every = 0``
     disables validation and ``val_batches = 0`` validates on the whole file; ``num_workers = -1``
-    means 0 on CPU and 4 per GPU; ``num_threads = 0`` means the CPU cores divided by the processes on
-    this node. ``train_data`` is one HDF5 file or a list of them (concatenated).
+    means 0 on CPU and 4 per GPU; ``num_threads = 0`` means ``OMP_NUM_THREADS`` where it is set, else the CPU cores divided by
+    the processes on this node. ``train_data`` is one HDF5 file or a list of them (concatenated).
     """
 
     train_data: str | list[str] = field(default="/work/data/mp20_train.h5", metadata={"paths": True})

@@ -149,8 +149,12 @@ def train(
 
 
 def _set_threads(options: TrainConfig, procs: Processes) -> None:
+    """``num_threads``, else ``OMP_NUM_THREADS``, else the cores divided by this node's CPU processes."""
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
+    elif from_env.isdigit() and int(from_env) > 0:
+        torch.set_num_threads(int(from_env))
     elif procs.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs.local_world_size))
 

@@ -99,3 +99,20 @@ def test_dataset_compositions_match_the_items(data):
     assert compositions.shape == (18, 9, 18)
     assert torch.equal(compositions.float(), torch.stack([base[i]["composition"] for i in range(18)]))
 
+
+
+@pytest.mark.parametrize(("num_threads", "env", "expected"), [(0, "1", 1), (0, "3", 3), (2, "1", 2), (0, "", None)])
+def test_threads_follow_config_then_omp_num_threads(monkeypatch, num_threads, env, expected):
+    import os
+    from types import SimpleNamespace
+
+    from ase_unimat.training.trainer import _set_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    before = torch.get_num_threads()
+    procs = SimpleNamespace(device=torch.device("cpu"), local_world_size=1)
+    try:
+        _set_threads(TrainConfig(num_threads=num_threads), procs)
+        assert torch.get_num_threads() == (expected or max(1, os.cpu_count() or 1))
+    finally:
+        torch.set_num_threads(before)
