@@ -28,19 +28,27 @@ from ase_unimat.core.atomic import atomic_path
 SYMPREC = 0.1
 
 
-def spacegroup_symbol(atoms: Atoms, *, symprec: float = SYMPREC) -> str:
-    """Hermann-Mauguin symbol of ``atoms`` from spglib (``"P1"`` when spglib finds nothing)."""
-
+def _symmetry_dataset(atoms: Atoms, symprec: float):
+    """spglib's dataset of ``atoms``, or None when spglib finds nothing."""
     cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
     with warnings.catch_warnings():  # spglib >= 2.5 warns about its old None-on-error convention
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+            return spglib.get_symmetry_dataset(cell, symprec=symprec)
         except Exception:  # spglib.error.SpglibError under its new error handling
-            dataset = None
-    if dataset is None:
-        return "P1"
-    return str(dataset.international).replace(" ", "")
+            return None
+
+
+def spacegroup_symbol(atoms: Atoms, *, symprec: float = SYMPREC) -> str:
+    """Hermann-Mauguin symbol of ``atoms`` from spglib (``"P1"`` when spglib finds nothing)."""
+    dataset = _symmetry_dataset(atoms, symprec)
+    return "P1" if dataset is None else str(dataset.international).replace(" ", "")
+
+
+def spacegroup_number(atoms: Atoms, *, symprec: float = SYMPREC) -> int:
+    """International space-group number of ``atoms`` from spglib (1 when spglib finds nothing)."""
+    dataset = _symmetry_dataset(atoms, symprec)
+    return 1 if dataset is None else int(dataset.number)
 
 
 def write_res(

@@ -26,9 +26,13 @@ from ase_unimat.core.formula import FormulaError, formula_label
 from ase_unimat.core.geometry import atom_counts
 from ase_unimat.core.representation import decode, encode
 from ase_unimat.generation import generate, load_model
+from ase_unimat.generation.plan import reference_dataset
+from ase_unimat.generation.spacegroups import SpacegroupPrior
+from ase_unimat.model.bundled import model_reference
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
 from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 from ase_unimat.search.template_seeds import TemplateSeedSource
+from ase_unimat.search.template_spacegroups import TemplateSpacegroupPrior
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
 
@@ -62,6 +66,9 @@ class UniMatSeedSource:
         Later passes always denoise.
     template_min_atoms
         Cells with fewer atoms are sampled from noise even with ``start="template"``.
+    spacegroup
+        The condition of a space-group model: ``"templates"`` (see the module docstring), ``"auto"``,
+        a number 1-230, or ``"none"``.
     """
 
     model: Any = None
@@ -76,9 +83,11 @@ class UniMatSeedSource:
     template_options: Mapping[str, Any] | None = None
     first_pass: str = "denoise"
     template_min_atoms: int = 1
+    spacegroup: int | str | None = "templates"
     name: str = "unimat"
     _net: Any = field(default=None, init=False, repr=False)
     _templates: Any = field(default=None, init=False, repr=False)
+    _spacegroup_prior: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
@@ -87,6 +96,14 @@ class UniMatSeedSource:
             raise SeedSourceError(f"unknown first pass {self.first_pass!r}; choose one of {', '.join(FIRST_PASSES)}")
         if not self.strengths or not all(0.0 < level <= 1.0 for level in self.strengths):
             raise SeedSourceError(f"UniMat start strength must be in (0, 1], got {self.strength}")
+        if isinstance(self.spacegroup, str) and self.spacegroup.lower() not in ("templates", "auto", "none"):
+            try:
+                self.spacegroup = int(self.spacegroup)
+            except ValueError:
+                raise SeedSourceError(f"unknown UniMat space group {self.spacegroup!r}; choose templates, auto, "
+                                      "none or a number 1-230") from None
+        if isinstance(self.spacegroup, int) and not 1 <= self.spacegroup <= 230:
+            raise SeedSourceError(f"UniMat space group must be 1-230, got {self.spacegroup}")
 
     @property
     def strengths(self) -> tuple[float, ...]:
@@ -122,20 +139,37 @@ class UniMatSeedSource:
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
-            info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized")
-                    if key in atoms.info}  # fmt: skip
+            info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized",
+                                                     "spacegroup", "spacegroup_source") if key in atoms.info}  # fmt: skip
             info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
                                    **{f"unimat_{key}": v for key, v in info.items()}))
         return seeds
 
+    def _condition(self) -> tuple[int | str | None, Any]:
+        """``(spacegroup, spacegroup_prior)`` arguments of ``generate`` for this source's option."""
+        net = self.network()
+        if not getattr(net, "spacegroup_conditioned", False):
+            return "default", None
+        if self.spacegroup != "templates":
+            return self.spacegroup, None
+        if self._spacegroup_prior is None:
+            data = reference_dataset(net)
+            reference = self.template_reference or model_reference(net) or data
+            if reference is None:  # nothing to draw from: generate() says so for "auto"
+                return "auto", None
+            fallback = SpacegroupPrior.from_hdf5(data) if data is not None else None
+            self._spacegroup_prior = TemplateSpacegroupPrior(reference, fallback=fallback)
+        return "auto", self._spacegroup_prior
+
     def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
         begin = None if starts[0] is None else starts
+        spacegroup, prior = self._condition()
         try:
             return generate(
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
                 guidance=self.guidance, steps=self.steps or self.network().config.diffusion.default_steps, sampler=self.sampler, device=self.device,
-                batch_size=self.batch_size, start=begin, strength=strength,
+                batch_size=self.batch_size, start=begin, strength=strength, spacegroup=spacegroup, spacegroup_prior=prior,
             )  # fmt: skip
         except FormulaError as err:
             raise NoSeedsForFormula(f"the UniMat model cannot build {formula_label(counts)}: {err}") from None
