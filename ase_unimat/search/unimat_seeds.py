@@ -29,6 +29,7 @@ from ase_unimat.generation import generate, load_model
 from ase_unimat.generation.plan import reference_dataset
 from ase_unimat.generation.spacegroups import SpacegroupPrior
 from ase_unimat.model.bundled import model_reference
+from ase_unimat.search.airss_io import spacegroup_number
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
 from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 from ase_unimat.search.template_seeds import TemplateSeedSource
@@ -124,10 +125,14 @@ class UniMatSeedSource:
             return []
         plan = self._plan(counts, indices, run_seed)  # k -> (start atoms or None, strength, origin, cycle)
         structures: dict[int, Any] = {}
-        for strength in sorted({level for _, level, _, _ in plan.values()}):
-            group = [k for k in indices if plan[k][1] == strength]
+        own = {k: self._start_spacegroup(plan[k][0]) for k in indices}  # a start template's own space group
+        for strength, number in sorted({(plan[k][1], own[k] or 0) for k in indices}):
+            group = [k for k in indices if plan[k][1] == strength and (own[k] or 0) == number]
             starts = [plan[k][0] for k in group]
-            for k, atoms in zip(group, self._generate(counts, group, run_seed, starts, strength), strict=True):
+            made = self._generate(counts, group, run_seed, starts, strength, spacegroup=number or None)
+            for k, atoms in zip(group, made, strict=True):
+                if number:
+                    atoms.info["spacegroup_source"] = "start template"
                 structures[k] = atoms
         seeds = []
         for k in indices:
@@ -162,9 +167,16 @@ class UniMatSeedSource:
             self._spacegroup_prior = TemplateSpacegroupPrior(reference, fallback=fallback)
         return "auto", self._spacegroup_prior
 
-    def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float) -> list:
+    def _start_spacegroup(self, start) -> int | None:
+        """The space group of a start template, the condition of its denoising (``spacegroup="templates"``)."""
+        if start is None or self.spacegroup != "templates" or not getattr(self.network(), "spacegroup_conditioned", False):
+            return None
+        return spacegroup_number(start)
+
+    def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float, *,
+                  spacegroup: int | None = None) -> list:  # fmt: skip
         begin = None if starts[0] is None else starts
-        spacegroup, prior = self._condition()
+        spacegroup, prior = (spacegroup, None) if spacegroup else self._condition()
         try:
             return generate(
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),

@@ -77,3 +77,17 @@ def test_a_bad_spacegroup_option_is_an_error(value):
 
     with pytest.raises(SeedSourceError, match="space group"):
         UniMatSeedSource(spacegroup=value)
+
+
+def test_a_denoised_template_is_conditioned_on_its_own_space_group(index, spacegroup_model):
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    source = UniMatSeedSource(model=spacegroup_model, template_reference=index, device="cpu", steps=4,
+                              start="template", strength=0.5)  # fmt: skip
+    seeds = source.make({"Cs": 1, "Br": 1}, [0, 1], run_seed=0)
+    own = {"cscl": 221, "rocksalt": 225}
+    for seed in seeds:
+        template = seed.atoms.info["unimat_start"].split()[1]
+        assert seed.atoms.info["unimat_spacegroup"] == own[template]
+        assert seed.atoms.info["unimat_spacegroup_source"] == "start template"
+    assert {s.atoms.info["unimat_start"].split()[1] for s in seeds} == {"cscl", "rocksalt"}
