@@ -3,21 +3,25 @@
 :func:`find_pseudopotentials` picks one UPF file per element for one functional (a missing element
 is an error, never a silent mix); :class:`EspressoForSearch` is an ASE calculator that builds the
 inner ``Espresso`` for the elements of the structure it is given (cut-offs raised for ultrasoft or
-PAW files). :func:`pw_command` finds ``pw.x`` (``$UNIMAT_PW_COMMAND``).
+PAW files) and, in a relaxation, keeps one pw.x running over ASE's socket (``socket=True``, see
+:mod:`~ase_unimat.search.calc_espresso_socket`). :func:`pw_command` finds ``pw.x`` (``$UNIMAT_PW_COMMAND``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ase.calculators.espresso import Espresso, EspressoProfile
 
 from ase_unimat.search.calc_errors import CalculatorError
+from ase_unimat.search.calc_espresso_socket import DEFAULT_TIMEOUT_S, PwServer
 
 #: Where Debian's ``quantum-espresso-data`` installs its example pseudopotentials.
 DEBIAN_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
@@ -83,6 +87,14 @@ class EspressoForSearch:
 
     It is an ASE calculator itself (it delegates to the inner ``Espresso`` created on the first
     call for a given set of elements), so the relaxation code treats it like any other.
+
+    With ``socket=True`` (the default), the calculations inside :meth:`relaxation` (which
+    :func:`~ase_unimat.search.relax.relax` enters) reuse one running pw.x over ASE's i-PI socket
+    (:class:`~ase_unimat.search.calc_espresso_socket.PwServer`): a fresh pw.x per structure, and
+    again when the cell has strained more than ``MAX_STRAIN`` from where that pw.x started or needs
+    another k-point grid; it is stopped when the relaxation ends, fails or times out. Outside a
+    relaxation, and with ``socket=False``, each calculation runs its own pw.x (ASE's file I/O).
+    ``socket_timeout`` is the seconds one socket step may take before pw.x is killed.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress")
@@ -100,6 +112,8 @@ class EspressoForSearch:
         smearing: float | None = 0.01,
         directory: Path | str | None = None,
         input_data: Mapping[str, Mapping[str, Any]] | None = None,
+        socket: bool = True,
+        socket_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.command = pw_command()
         self.pseudo_dir = Path(pseudo_dir or os.environ.get("ESPRESSO_PSEUDO", DEBIAN_PSEUDO_DIR))
@@ -112,8 +126,16 @@ class EspressoForSearch:
         self.smearing = smearing
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="unimat-pw-"))
         self.input_data = {k: dict(v) for k, v in (input_data or {}).items()}
+        self.socket = bool(socket)
+        self.socket_timeout = float(socket_timeout)
         self._inner: Any = None
         self._inner_symbols: tuple[str, ...] = ()
+        self._inner_settings: dict[str, Any] = {}
+        self._relaxing = False
+        self._server: PwServer | None = None
+        self._atoms: Any = None  # the structure of the socket results
+        self._results: dict[str, Any] = {}
+        self.socket_starts = 0  # pw.x servers started (a fresh one per structure, and when the cell strained far)
 
     def _calculator_for(self, atoms: Any) -> Any:
         symbols = tuple(sorted(set(atoms.get_chemical_symbols())))
@@ -137,23 +159,83 @@ class EspressoForSearch:
         }
         for section, values in self.input_data.items():
             input_data.setdefault(section, {}).update(values)
-        profile = EspressoProfile(command=self.command, pseudo_dir=self.pseudo_dir)
-        self._inner = Espresso(
-            profile=profile,
-            pseudopotentials=pseudos,
-            input_data=input_data,
+        self._inner_settings = {
+            "pseudopotentials": pseudos,
+            "input_data": input_data,
             **({"kpts": self.kpts} if self.kpts else {"kspacing": self.kspacing}),
-            directory=self.directory,
-        )
+        }
+        self._inner = self._espresso(self.directory, calculation="scf")
         self._inner_symbols = symbols
         return self._inner
 
-    # The ASE calculator interface: delegate to the inner Espresso calculator.
+    def _espresso(self, directory: Path, *, calculation: str) -> Any:
+        """An ASE ``Espresso`` of the current elements' settings, writing into ``directory``."""
+        settings = dict(self._inner_settings)
+        input_data = {k: dict(v) for k, v in settings.pop("input_data").items()}
+        input_data["control"]["calculation"] = calculation
+        profile = EspressoProfile(command=self.command, pseudo_dir=self.pseudo_dir)
+        return Espresso(profile=profile, input_data=input_data, directory=directory, **settings)
+
+    # -- one pw.x per relaxation (socket=True) ---------------------------------------------------
+    @contextlib.contextmanager
+    def relaxation(self) -> Iterator[None]:
+        """The calculations inside reuse one pw.x per structure (``socket=True``); it is stopped on exit."""
+        if self._relaxing:  # nested: the outer relaxation owns the server
+            yield
+            return
+        self._relaxing = True
+        try:
+            yield
+        finally:
+            self._relaxing = False
+            self._stop_server()
+
+    def _socket_calculate(self, atoms: Any) -> None:
+        self._calculator_for(atoms)  # the elements' settings (pseudopotentials checked)
+        if self._server is None or not self._server.fits(atoms):
+            self._stop_server()
+            folder = self.directory / f"socket-{os.getpid()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            espresso = self._espresso(folder, calculation="vc-relax")  # vc-: pw.x sizes its tables for a moving cell
+            self._server = PwServer(espresso, atoms, command=self.command.split(), timeout=self.socket_timeout,
+                                    kspacing=None if self.kpts else self.kspacing)  # fmt: skip
+            self.socket_starts += 1
+        self._atoms, self._results = None, {}
+        try:
+            self._results = self._server.calculate(atoms)
+        except BaseException:  # a failed step (or a timeout alarm): this pw.x is done
+            self._stop_server()
+            raise
+        self._atoms = atoms.copy()
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    def _socket_active(self) -> bool:
+        return self.socket and self._relaxing
+
+    # The ASE calculator interface: delegate to the inner Espresso calculator (or the socket server).
     def calculate(self, atoms: Any = None, properties: Any = ("energy",), system_changes: Any = None) -> None:
+        if self._socket_active():
+            self._socket_calculate(atoms)
+            return
         self._calculator_for(atoms).calculate(atoms, properties, system_changes)
 
     def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True) -> Any:
-        return self._calculator_for(atoms).get_property(name, atoms, allow_calculation)
+        if not self._socket_active():
+            return self._calculator_for(atoms).get_property(name, atoms, allow_calculation)
+        if atoms is None:
+            atoms = self._atoms
+        if atoms is None or not _same_structure(atoms, self._atoms):
+            if not allow_calculation:
+                return None
+            self._socket_calculate(atoms)
+        if name not in self._results:
+            raise CalculatorError(f"pw.x socket gave no {name}")
+        value = self._results[name]
+        return value.copy() if hasattr(value, "copy") else value
 
     def get_potential_energy(self, atoms: Any = None, force_consistent: bool = False) -> float:
         return self.get_property("free_energy" if force_consistent else "energy", atoms)
@@ -166,4 +248,18 @@ class EspressoForSearch:
 
     @property
     def results(self) -> dict[str, Any]:
+        if self._socket_active():
+            return self._results
         return {} if self._inner is None else self._inner.results
+
+
+def _same_structure(atoms: Any, other: Any) -> bool:
+    """The socket results of ``other`` hold for ``atoms`` (same numbers, cell, positions, pbc)."""
+    return (
+        other is not None
+        and len(atoms) == len(other)
+        and (atoms.numbers == other.numbers).all()
+        and (atoms.pbc == other.pbc).all()
+        and np.array_equal(atoms.cell.array, other.cell.array)
+        and np.array_equal(atoms.positions, other.positions)
+    )

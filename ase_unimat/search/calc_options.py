@@ -113,6 +113,18 @@ def _input_data(value: Any) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in value.items()}
 
 
+def _flag(value: Any) -> bool:
+    """``true``/``false`` (also ``yes``/``no``, ``on``/``off``, ``1``/``0``) or a TOML/Python bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _threads(value: Any) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
@@ -137,6 +149,8 @@ KNOWN_OPTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "smearing": _smearing,
         "directory": _path,
         "input_data": _input_data,
+        "socket": _flag,  # keep one pw.x running through a relaxation (ASE's i-PI socket); false: one pw.x per step
+        "socket_timeout": _number,  # seconds one socket step may take before pw.x is killed
     },
 }
 

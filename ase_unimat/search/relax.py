@@ -162,7 +162,8 @@ def relax(
     status, reason = "ok", ""
     energy = float("nan")
     try:  # the alarm lives inside this try: a timeout at any moment, even while arming, is caught here
-        with single_threaded_blas(), _alarm(settings.time_limit):
+        # the calculator's relaxation scope (pw.x kept running) ends after the alarm is disarmed: its clean-up runs
+        with _relaxation_scope(calculator), single_threaded_blas(), _alarm(settings.time_limit):
             try:
                 cell_filter = FrechetCellFilter(work, scalar_pressure=settings.pressure * GPa)
                 optimizer_class = FIRE if settings.optimizer.upper() == "FIRE" else BFGS
@@ -208,6 +209,12 @@ def relax(
         wall_time=time.perf_counter() - start,
         seed_info=seed_info,
     )
+
+
+def _relaxation_scope(calculator: Any) -> contextlib.AbstractContextManager:
+    """``calculator.relaxation()`` where it has one (EspressoForSearch: one pw.x per relaxation), else a no-op."""
+    scope = getattr(calculator, "relaxation", None)
+    return scope() if callable(scope) else contextlib.nullcontext()
 
 
 def _check_finite(atoms: Atoms) -> None:

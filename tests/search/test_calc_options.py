@@ -30,6 +30,8 @@ def test_assignments_keep_text_and_fill_tables():
         ({"kpts": [2, 2, 1]}, {"kpts": [2, 2, 1]}),
         ({"smearing": "none"}, {"smearing": None}),
         ({"smearing": "0.02"}, {"smearing": 0.02}),
+        ({"socket": "false"}, {"socket": False}),
+        ({"socket": True, "socket_timeout": "600"}, {"socket": True, "socket_timeout": 600.0}),
         (
             {"pseudopotentials": "Si=Si.pz-vbc.UPF,C=C.pz-rrkjus.UPF"},
             {"pseudopotentials": {"Si": "Si.pz-vbc.UPF", "C": "C.pz-rrkjus.UPF"}},
@@ -55,6 +57,8 @@ def test_unknown_key_lists_the_known_ones_in_one_line():
         ("espresso", {"ecutwfc": "-3"}, "positive"),
         ("espresso", {"kpts": "4x4"}, "three"),
         ("espresso", {"kpts": "2", "kspacing": "0.3"}, "not both"),
+        ("espresso", {"socket": "maybe"}, "socket=.*true or false"),
+        ("espresso", {"socket_timeout": "0"}, "socket_timeout=.*positive"),
         ("chgnet", {"device": "gpu"}, "auto, cpu, cuda"),
     ],
 )
