@@ -88,13 +88,20 @@ class EspressoForSearch:
     It is an ASE calculator itself (it delegates to the inner ``Espresso`` created on the first
     call for a given set of elements), so the relaxation code treats it like any other.
 
-    With ``socket=True`` (the default), the calculations inside :meth:`relaxation` (which
+    With ``socket=True``, the calculations inside :meth:`relaxation` (which
     :func:`~ase_unimat.search.relax.relax` enters) reuse one running pw.x over ASE's i-PI socket
     (:class:`~ase_unimat.search.calc_espresso_socket.PwServer`): a fresh pw.x per structure, and
     again when the cell has strained more than ``MAX_STRAIN`` from where that pw.x started or needs
     another k-point grid; it is stopped when the relaxation ends, fails or times out. Outside a
-    relaxation, and with ``socket=False``, each calculation runs its own pw.x (ASE's file I/O).
-    ``socket_timeout`` is the seconds one socket step may take before pw.x is killed.
+    relaxation, and with ``socket=False`` (the default), each calculation runs its own pw.x (ASE's
+    file I/O). ``socket_timeout`` is the seconds one socket step may take before pw.x is killed.
+
+    ``socket`` is off by default because it measured no faster at production settings
+    (``bench/bench_espresso_socket.py``: random Si2 and AlAs at 25 Ry, kspacing 0.06: 1.03x and 0.95x
+    CPU per evaluation): pw.x 6.7 in driver mode spends as many SCF iterations per variable-cell
+    step as a fresh start (it has no wavefunction or charge extrapolation for a moving cell, and its
+    first diagonalization keeps the last step's tight threshold), so only the start-up is saved,
+    about 10 % of a step there; at cheap settings (18 Ry, kspacing 0.1) it is 1.3x CPU, 1.6x wall.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress")
@@ -112,7 +119,7 @@ class EspressoForSearch:
         smearing: float | None = 0.01,
         directory: Path | str | None = None,
         input_data: Mapping[str, Mapping[str, Any]] | None = None,
-        socket: bool = True,
+        socket: bool = False,
         socket_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.command = pw_command()

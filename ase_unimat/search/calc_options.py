@@ -149,7 +149,7 @@ KNOWN_OPTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "smearing": _smearing,
         "directory": _path,
         "input_data": _input_data,
-        "socket": _flag,  # keep one pw.x running through a relaxation (ASE's i-PI socket); false: one pw.x per step
+        "socket": _flag,  # true: one pw.x kept running through a relaxation (ASE's i-PI socket); default false
         "socket_timeout": _number,  # seconds one socket step may take before pw.x is killed
     },
 }

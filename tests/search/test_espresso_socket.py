@@ -28,7 +28,7 @@ needs_pw = pytest.mark.skipif(
 )
 
 #: Tiny QE settings: a 2-atom Si SCF in a fraction of a second.
-TINY = {"ecutwfc": 12.0, "kspacing": 0.3, "smearing": 0.02}
+TINY = {"ecutwfc": 12.0, "kspacing": 0.3, "smearing": 0.02, "socket": True}
 
 
 def _pseudo_dir(tmp_path: Path) -> Path:
@@ -105,6 +105,13 @@ def test_pw_reason_reads_the_error_block_or_the_convergence_failure(tmp_path):
     assert pw_reason(tmp_path / "missing.pwo") == ""
 
 
+def test_the_socket_is_off_by_default(tmp_path, monkeypatch):
+    _fake_pw(tmp_path, monkeypatch, "exit 0")
+    calc = get_calculator("espresso", pseudo_dir=_pseudo_dir(tmp_path), directory=tmp_path / "pw")
+    assert calc.socket is False  # measured no faster at production settings (bench espresso_socket)
+    assert get_calculator("espresso", pseudo_dir=_pseudo_dir(tmp_path), socket="true").socket is True
+
+
 def test_a_pw_x_that_exits_is_a_calculator_error_with_its_reason(tmp_path, monkeypatch):
     _fake_pw(tmp_path, monkeypatch, 'echo "     Error in routine readpp (1):"\necho "     file not found"\nexit 7')
     calc = get_calculator("espresso", pseudo_dir=_pseudo_dir(tmp_path), directory=tmp_path / "pw", **TINY)
@@ -164,7 +171,7 @@ def test_socket_relaxation_matches_file_io(tmp_path):
     atoms.rattle(0.05, seed=1)
     settings = RelaxSettings(fmax=0.05, max_steps=60, optimizer="BFGS")
     qe = {"ecutwfc": 25.0, "kspacing": 0.3}  # at 20 Ry a G-shell at the cut-off already splits the two by 1 meV
-    socket_calc = get_calculator("espresso", directory=tmp_path / "socket", **qe)
+    socket_calc = get_calculator("espresso", directory=tmp_path / "socket", socket=True, **qe)
     fileio_calc = get_calculator("espresso", directory=tmp_path / "fileio", socket=False, **qe)
     by_socket = relax(atoms, socket_calc, settings, id="Si2-socket")
     by_files = relax(atoms, fileio_calc, settings, id="Si2-fileio")
@@ -188,7 +195,7 @@ def test_socket_stress_after_a_cell_change_matches_file_io(tmp_path):
     strained = atoms.copy()
     strained.set_cell(atoms.cell.array @ (np.eye(3) + np.diag([0.002, -0.001, 0.0005])), scale_atoms=True)
     qe = {"ecutwfc": 25.0, "kspacing": 0.3}  # the plane-wave drift grows as the cut-off falls
-    calc = get_calculator("espresso", directory=tmp_path / "socket", **qe)
+    calc = get_calculator("espresso", directory=tmp_path / "socket", socket=True, **qe)
     with calc.relaxation():  # pw.x starts on the strained cell, then gets the other one
         strained.calc = calc
         strained.get_potential_energy()
@@ -217,7 +224,7 @@ def test_an_unconverged_scf_fails_the_relaxation_with_the_reason(tmp_path):
 @pytest.mark.slow
 @needs_pw
 def test_a_real_pw_x_is_stopped_when_the_relaxation_times_out(tmp_path):
-    calc = get_calculator("espresso", directory=tmp_path / "socket", ecutwfc=30.0, kspacing=0.1)
+    calc = get_calculator("espresso", directory=tmp_path / "socket", socket=True, ecutwfc=30.0, kspacing=0.1)
     result = relax(bulk("Si", "diamond", a=5.43), calc, RelaxSettings(max_steps=10, time_limit=0.5))
     assert result.status == "failed" and result.reason.startswith("timeout"), result.reason
     assert _none_left_in(tmp_path)
@@ -226,7 +233,7 @@ def test_a_real_pw_x_is_stopped_when_the_relaxation_times_out(tmp_path):
 @pytest.mark.slow
 @needs_pw
 def test_a_killed_worker_leaves_no_real_pw_x(tmp_path):
-    qe = {"ecutwfc": 30.0, "kspacing": 0.1}  # a first SCF of several seconds
+    qe = {"ecutwfc": 30.0, "kspacing": 0.1, "socket": True}  # a first SCF of several seconds
     worker = multiprocessing.get_context("spawn").Process(target=_relax_forever, args=(None, str(tmp_path / "pw"), qe))
     worker.start()
     deadline = time.monotonic() + 60.0
