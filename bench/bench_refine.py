@@ -23,6 +23,29 @@ Run: ``nice -n 5 python -m bench refine`` (``--quick``: fewer seeds, coarser QE)
 levels reach the ground state with <= 2 QE relaxations on average, >= 3x fewer than one level, in
 no more total wall time. Writes ``refine[_quick].json`` and ``refine[_quick].png``; partial results
 are kept in ``refine[_quick].partial.json`` after each composition.
+
+**Resuming.** Every relaxation is kept in a work folder, by default
+``bench/.cache/refine/<key>/`` (:func:`work_folder`; ``<key>``: a short hash of the settings, so
+``--quick``, the full run and any changed setting never share one), or ``$UNIMAT_BENCH_REFINE_WORK``
+(used as given; its ``settings.json`` must match the run's settings). It holds ``settings.json``,
+one ``<name>-reference.json`` per composition (the reference relaxation) and the run directories
+``<name>-two/`` (CHGNet level, ``refine/`` the QE level) and ``<name>-one/`` of
+:class:`~ase_unimat.search.search.Search`, which resume after ``kill -9`` without repeating a
+finished relaxation. A rerun of the same command therefore continues where the last one stopped,
+and counts as an uninterrupted run would: the two-level QE relaxations are read back in first-level
+rank order, the one-level ones in seed order, up to the first hit (the seeds of a run are fixed by
+its run seed and index). Wall times are sums of the stored relaxations' own wall times (CHGNet
+screen: every first-level relaxation; to the ground state: also the QE ones up to the hit), so
+they do not depend on how many sessions the run took; they leave out the seconds of model loading
+and ranking between relaxations.
+
+Snapshot across machines: ``python -m bench.bench_refine --pack`` tars the work folder's records
+(``settings.json``, the reference JSONs, each run directory's ``manifest.json``, ``records/``,
+``res/``, ``ranked.csv``, ``unique/``; never QE scratch, locks or temporary files) into
+``bench/results/refine_work.tar.gz``; ``python -m bench.bench_refine --unpack`` restores it (same as
+``mkdir -p bench/.cache && tar xzf bench/results/refine_work.tar.gz -C bench/.cache``); then
+``python -m bench refine`` resumes. ``--quick`` packs or restores the quick run's folder,
+``--work DIR`` another folder, ``--tarball PATH`` another archive (:func:`pack`, :func:`unpack`).
 """
 
 from __future__ import annotations
@@ -31,9 +54,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import hashlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
+import tarfile  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -46,6 +71,15 @@ SYSTEMS = (
 )
 
 TOLERANCE = 0.010  # eV/atom above the reference that still counts as the ground state
+
+#: The calculators of the two levels (tests put ``"emt"`` here).
+SCREEN_CALCULATOR = "chgnet"
+DFT_CALCULATOR = "espresso"
+
+#: Parent of the default work folders (gitignored), the committed snapshot, and the override variable.
+WORK_ROOT = Path(__file__).resolve().parent / ".cache" / "refine"
+TARBALL = Path(__file__).resolve().parent / "results" / "refine_work.tar.gz"
+WORK_ENV = "UNIMAT_BENCH_REFINE_WORK"
 
 
 def ground_state(name: str) -> Any:
@@ -94,51 +128,53 @@ def _hit(results: list[Any], reference: float, tolerance: float = TOLERANCE) -> 
 
 
 def one_system(name: str, counts: dict[str, int], units: int, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Reference, two-level and one-level runs of one composition."""
-    from ase_unimat.search.calculators import get_calculator
-    from ase_unimat.search.relax import RelaxSettings, relax
+    """Reference, two-level and one-level runs of one composition, kept in (and resumed from) ``folder``."""
     from ase_unimat.search.search import Search
+    from ase_unimat.search.store import RunStore
 
+    folder.mkdir(parents=True, exist_ok=True)
     qe = settings["qe"]
-    relax_settings = RelaxSettings(
-        fmax=settings["fmax"], max_steps=settings["max_steps"], optimizer=settings["optimizer"]
-    )
-    reference = relax(ground_state(name), get_calculator("espresso", **qe), relax_settings, id=f"{name}-reference")
+    reference = _reference(name, settings, folder / f"{name}-reference.json")
     h_ref = reference.enthalpy / len(reference.atoms)
     _say(f"{name}: reference {reference.status} {reference.steps} steps {reference.wall_time:.0f} s H/atom {h_ref:.4f}")
+    tolerance = settings["tolerance_eV_per_atom"]
     common = {"seeds": "random", "formula_units": units, "fmax": settings["fmax"], "max_steps": settings["max_steps"],
               "optimizer": settings["optimizer"], "time_limit": settings["time_limit"], "run_seed": settings["run_seed"]}  # fmt: skip
 
-    start = time.perf_counter()
-    two = Search(counts, calculator="chgnet", n=settings["n_seeds"], out=folder / f"{name}-two", refine="espresso",
-                 refine_options=qe, refine_top=settings["top"], **common)  # fmt: skip
-    screen_wall = None
+    two = Search(counts, calculator=SCREEN_CALCULATOR, n=settings["n_seeds"], out=folder / f"{name}-two",
+                 refine=DFT_CALCULATOR, refine_options=qe, refine_top=settings["top"], **common)  # fmt: skip
     for result in two.irun():
         if result.seed_info.get("level") == 2:
-            screen_wall = screen_wall or time.perf_counter() - start - result.wall_time
             _say(f"{name}: two-level QE {_line(result, h_ref)}")
     two.run()
-    two_wall = time.perf_counter() - start
-    dft_two = list(two.refined)  # in refinement (first-level rank) order, serial
-    hit_two = _hit(dft_two, h_ref, settings["tolerance_eV_per_atom"])
+    screen = RunStore(two.out).results()  # every first-level relaxation, earlier sessions' too
+    # In refinement (first-level rank) order, earlier sessions' too.
+    dft_two = sorted(RunStore(two.out / "refine").results(), key=lambda r: r.seed_info["level1_rank"])
+    _say(f"{name}: two-level: {len(screen)} CHGNet, {len(dft_two)} QE relaxations ({len(two.refined)} this run)")
+    hit_two = _hit(dft_two, h_ref, tolerance)
+    screen_wall = sum(r.wall_time for r in screen)
+    two_wall = screen_wall + sum(r.wall_time for r in dft_two)
 
-    start = time.perf_counter()
-    one = Search(counts, calculator="espresso", calculator_options=qe, n=settings["one_level_max"], **common)
-    dft_one = []
-    for result in one.irun():
-        dft_one.append(result)
-        _say(f"{name}: one-level QE {_line(result, h_ref)}")
-        if _hit(dft_one, h_ref, settings["tolerance_eV_per_atom"]) is not None:
-            break
-    one_wall = time.perf_counter() - start
-    hit_one = _hit(dft_one, h_ref, settings["tolerance_eV_per_atom"])
+    one = Search(counts, calculator=DFT_CALCULATOR, calculator_options=qe, n=settings["one_level_max"],
+                 out=folder / f"{name}-one", **common)  # fmt: skip
+    dft_one = [r for r in _one_level_done(one.out) if int(r.seed_info["index"]) < settings["one_level_max"]]
+    if dft_one:
+        _say(f"{name}: one-level QE: {len(dft_one)} relaxations stored by an earlier run")
+    if _hit(dft_one, h_ref, tolerance) is None:
+        for result in one.irun():  # the seeds not relaxed yet, in seed order (serial)
+            _say(f"{name}: one-level QE {_line(result, h_ref)}")
+            dft_one = _in_seed_order([*dft_one, result])
+            if _hit(dft_one, h_ref, tolerance) is not None:
+                break
+    hit_one = _hit(dft_one, h_ref, tolerance)
+    dft_one = dft_one[: hit_one or len(dft_one)]  # as an uninterrupted run stops: at the first hit
+    one_wall = sum(r.wall_time for r in dft_one)
 
     def summary(results: list[Any]) -> list[dict[str, Any]]:
         return [{"id": r.id, "status": r.status, "reason": r.reason, "steps": r.steps, "wall_s": round(r.wall_time, 2),
                  "enthalpy_per_atom_above_ref_eV": None if not r.ok else round(r.enthalpy / len(r.atoms) - h_ref, 5),
                  "spacegroup": r.spacegroup} for r in results]  # fmt: skip
 
-    screen_wall = screen_wall if screen_wall is not None else two_wall
     lowest = min((r.enthalpy / len(r.atoms) - h_ref for r in dft_two + dft_one if r.ok), default=None)
     return {
         "name": name,
@@ -174,6 +210,134 @@ def one_system(name: str, counts: dict[str, int], units: int, settings: dict[str
     }
 
 
+def _reference(name: str, settings: dict[str, Any], path: Path) -> Any:
+    """The QE relaxation of the known ground state, read from ``path`` when an earlier run stored it."""
+    from ase_unimat.core.atomic import atomic_write_text
+    from ase_unimat.search.calculators import get_calculator
+    from ase_unimat.search.relax import RelaxResult, RelaxSettings, relax
+
+    if path.is_file():
+        return RelaxResult.from_dict(json.loads(path.read_text()))
+    relax_settings = RelaxSettings(
+        fmax=settings["fmax"], max_steps=settings["max_steps"], optimizer=settings["optimizer"]
+    )
+    calculator = get_calculator(DFT_CALCULATOR, **settings["qe"])
+    reference = relax(ground_state(name), calculator, relax_settings, id=f"{name}-reference")
+    atomic_write_text(path, json.dumps(reference.to_dict(), default=str) + "\n")
+    return reference
+
+
+def _in_seed_order(results: list[Any]) -> list[Any]:
+    return sorted(results, key=lambda r: int(r.seed_info["index"]))
+
+
+def _one_level_done(out: Path) -> list[Any]:
+    """The one-level relaxations stored in ``out`` by earlier sessions, in seed order."""
+    from ase_unimat.search.store import RunStore
+
+    store = RunStore(out)
+    return _in_seed_order(store.results()) if store.records_dir.is_dir() else []
+
+
+# -- the work folder and its snapshot ------------------------------------------------------------
+def settings_key(settings: dict[str, Any]) -> str:
+    """A short hash of ``settings`` (12 hex digits): the name of their work folder."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def work_folder(settings: dict[str, Any], work: str | Path | None = None) -> Path:
+    """``work``, else ``$UNIMAT_BENCH_REFINE_WORK``, else ``bench/.cache/refine/<settings key>``."""
+    work = work or os.environ.get(WORK_ENV) or None
+    return Path(work) if work else WORK_ROOT / settings_key(settings)
+
+
+def _open_work(settings: dict[str, Any], folder: Path) -> None:
+    """Create ``folder`` with its ``settings.json``, or refuse one made with other settings."""
+    from ase_unimat.core.atomic import atomic_write_text
+
+    path = folder / "settings.json"
+    expected = json.loads(json.dumps(settings, default=str))
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != expected:
+            raise ValueError(f"{folder} holds a refine run with other settings ({stored}); use another work folder")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(expected, indent=1, sort_keys=True) + "\n")
+
+
+#: Files of a work folder that resuming needs (and the run directories' readable outputs).
+_PACKED_SUFFIXES = (".json", ".res", ".csv")
+
+
+def _packed(folder: Path) -> list[Path]:
+    """The files of ``folder`` that :func:`pack` keeps: records, structures, manifests, rankings.
+
+    Left out: dot files (the run lock, temporary writes), anything inside a QE folder (``*.save``,
+    ``socket-*``, ``unimat-pw-*``, ``tmp``) and every other kind of file (wavefunctions, pw.x input
+    and output, CRASH files).
+    """
+    keep = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        parts = relative.parts
+        if not path.is_file() or path.is_symlink() or any(p.startswith(".") for p in parts):
+            continue
+        if any(p.endswith(".save") or p.startswith(("socket-", "unimat-pw-")) or p == "tmp" for p in parts[:-1]):
+            continue
+        if path.suffix in _PACKED_SUFFIXES:
+            keep.append(relative)
+    return keep
+
+
+def pack(settings: dict[str, Any], work: str | Path | None = None, tarball: str | Path = TARBALL) -> Path:
+    """Tar the work folder's records into ``tarball`` as ``refine/<settings key>/...`` (deterministic)."""
+    import gzip
+
+    folder = work_folder(settings, work)
+    if not (folder / "settings.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a refine work folder (no settings.json)")
+    prefix = f"refine/{settings_key(settings)}"
+    tarball = Path(tarball)
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tarball.with_name(f".{tarball.name}.tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w") as tar:
+            for relative in _packed(folder):
+                data = (folder / relative).read_bytes()
+                info = tarfile.TarInfo(f"{prefix}/{relative.as_posix()}")
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tar.addfile(info, io.BytesIO(data))
+    tmp.replace(tarball)
+    return tarball
+
+
+def unpack(settings: dict[str, Any], work: str | Path | None = None, tarball: str | Path = TARBALL) -> Path:
+    """Restore ``tarball``'s records of these settings into the work folder; returns the folder.
+
+    Files already there are overwritten by the archive's; others are left alone. An archive of
+    other settings (another key) is refused.
+    """
+    folder = work_folder(settings, work)
+    prefix = f"refine/{settings_key(settings)}/"
+    with tarfile.open(tarball, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        if not any(m.name.startswith(prefix) for m in members):
+            keys = sorted({m.name.split("/")[1] for m in members if m.name.count("/") >= 2})
+            raise ValueError(f"{tarball} holds no run of these settings (key {prefix.split('/')[1]}; it has {keys})")
+        for member in members:
+            relative = Path(member.name[len(prefix) :]) if member.name.startswith(prefix) else None
+            if relative is None or relative.is_absolute() or ".." in relative.parts:
+                continue
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            target.write_bytes(source.read())
+    return folder
+
+
 def _say(text: str) -> None:
     import sys
 
@@ -185,22 +349,28 @@ def _line(result: Any, h_ref: float) -> str:
     return f"{result.id} {result.status} {result.steps} steps {result.wall_time:.0f} s {above}"
 
 
-def run(*, quick: bool, out_dir: Path) -> dict:
-    """Every composition of :data:`SYSTEMS`; partial results are written after each."""
+def run(*, quick: bool, out_dir: Path, work: str | Path | None = None) -> dict:
+    """Every composition of :data:`SYSTEMS`; partial results are written after each.
+
+    ``work``: the work folder (default :func:`work_folder`); a rerun resumes from it.
+    """
     from ase_unimat.search.calculators import check_calculator_spec
 
     settings = _settings(quick)
-    check_calculator_spec("espresso", symbols=sorted({s for _, c, _, _ in SYSTEMS for s in c}), options=settings["qe"])
-    check_calculator_spec("chgnet")
+    symbols = sorted({s for _, c, _, _ in SYSTEMS for s in c})
+    check_calculator_spec(DFT_CALCULATOR, symbols=symbols, options=settings["qe"])
+    check_calculator_spec(SCREEN_CALCULATOR)
     out_dir.mkdir(parents=True, exist_ok=True)
+    folder = work_folder(settings, work)
+    _open_work(settings, folder)
+    _say(f"refine: work folder {folder}")
     stem = "refine_quick" if quick else "refine"
     systems = []
-    with tempfile.TemporaryDirectory(prefix="bench-refine-") as tmp:
-        for name, counts, units, _ in SYSTEMS:
-            systems.append(one_system(name, counts, units, settings, Path(tmp)))
-            partial = {"settings": settings, "systems": systems, "complete": False}
-            (out_dir / f"{stem}.partial.json").write_text(json.dumps(partial, indent=1, default=str) + "\n")
-    result = {"settings": settings, "systems": systems, **_verdict(systems)}
+    for name, counts, units, _ in SYSTEMS:
+        systems.append(one_system(name, counts, units, settings, folder))
+        partial = {"settings": settings, "work": str(folder), "systems": systems, "complete": False}
+        (out_dir / f"{stem}.partial.json").write_text(json.dumps(partial, indent=1, default=str) + "\n")
+    result = {"settings": settings, "settings_key": settings_key(settings), "systems": systems, **_verdict(systems)}
     _plot(systems, out_dir / f"{stem}.png")
     (out_dir / f"{stem}.partial.json").unlink(missing_ok=True)
     return result
@@ -256,5 +426,27 @@ def _plot(systems: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":  # prints only; `python -m bench refine` writes bench/results/refine.json
-    print(json.dumps(run(quick=True, out_dir=Path(tempfile.mkdtemp())), indent=1, default=str))
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.bench_refine [--quick] [--pack | --unpack] [--work DIR] [--tarball PATH]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_refine", description=__doc__.split("\n")[0])
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--pack", action="store_true", help=f"tar the work folder's records into {TARBALL.name}")
+    action.add_argument("--unpack", action="store_true", help=f"restore the work folder from {TARBALL.name}")
+    parser.add_argument("--quick", action="store_true", help="the quick run's work folder (pack/unpack)")
+    parser.add_argument("--work", default=None, help=f"work folder (default ${WORK_ENV} or {WORK_ROOT}/<key>)")
+    parser.add_argument("--tarball", default=str(TARBALL), help="archive to write or read")
+    args = parser.parse_args(argv)
+    settings = _settings(args.quick)
+    if args.pack:
+        path = pack(settings, args.work, args.tarball)
+        print(f"{path}: {path.stat().st_size} bytes from {work_folder(settings, args.work)}")
+    elif args.unpack:
+        print(f"restored {unpack(settings, args.work, args.tarball)}")
+    else:  # prints only; `python -m bench refine` writes bench/results/refine.json
+        print(json.dumps(run(quick=True, out_dir=Path(tempfile.mkdtemp()), work=args.work), indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
