@@ -160,16 +160,19 @@ def test_second_call_on_the_same_folder_relaxes_nothing(refine, emt_refine, tmp_
     assert second == first
 
 
-@pytest.mark.parametrize("fail_at", [3, 7, 9])  # during the screen, the second refinement, the second one-level seed
-def test_an_interrupted_run_resumes_to_the_same_counts(refine, emt_refine, tmp_path, fail_at):
-    settings = _emt_settings(-10.0)
+# Interrupted during the screen, the second refinement, the second one-level seed; and, where the first seed hits,
+# during that one-level relaxation (the resumed run must stop at that hit again).
+@pytest.mark.parametrize(("tolerance", "fail_at"), [(-10.0, 3), (-10.0, 7), (-10.0, 9), (10.0, 8)])
+def test_an_interrupted_run_resumes_to_the_same_counts(refine, emt_refine, tmp_path, tolerance, fail_at):
+    settings = _emt_settings(tolerance)
     whole = refine.one_system("Al", {"Al": 1}, 2, settings, tmp_path / "whole")
-    emt_refine.calls, emt_refine.fail_at = 0, fail_at
+    relaxations, emt_refine.calls, emt_refine.fail_at = emt_refine.calls, 0, fail_at
     with pytest.raises(KeyboardInterrupt):
         refine.one_system("Al", {"Al": 1}, 2, settings, tmp_path / "resumed")
     emt_refine.fail_at = None
     resumed = refine.one_system("Al", {"Al": 1}, 2, settings, tmp_path / "resumed")
-    assert emt_refine.calls == 1 + 4 + 2 + 3 + 1  # every relaxation once, and the interrupted one again
+    assert emt_refine.calls == relaxations + 1  # every relaxation once, and the interrupted one again
     assert _counts(resumed) == _counts(whole)
     for level in ("two_level", "one_level"):
-        assert resumed[level]["dft_relaxations_to_ground_state"] == whole[level]["dft_relaxations_to_ground_state"]
+        for key in ("found", "dft_relaxations_to_ground_state"):
+            assert resumed[level][key] == whole[level][key]
