@@ -18,7 +18,9 @@ count is then a lower bound (``K`` or ``M``). Wall time: CHGNet screen plus QE r
 the hit (two levels), QE relaxations up to the hit (one level); the totals of every relaxation run
 are reported beside them.
 
-Run: ``nice -n 5 python -m bench refine`` (``--quick``: fewer seeds, coarser QE). It needs
+Run: ``python -m bench refine`` (``--quick``: fewer seeds, coarser QE; to give it a lower priority than
+other jobs, ``renice`` it *and* ``echo 10 > /proc/PID/autogroup``: each background job is its own
+autogroup on these machines, so plain ``nice`` does not rank it below the others). It needs
 ``pw.x`` (``apt-get install quantum-espresso quantum-espresso-data``) and CHGNet. Targets: two
 levels reach the ground state with <= 2 QE relaxations on average, >= 3x fewer than one level, in
 no more total wall time. Writes ``refine[_quick].json`` and ``refine[_quick].png``; partial results
