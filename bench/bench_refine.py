@@ -47,6 +47,9 @@ Snapshot across machines: ``python -m bench.bench_refine --pack`` tars the work 
 ``bench/results/refine_work.tar.gz``; ``python -m bench.bench_refine --unpack`` restores it (same as
 ``mkdir -p bench/.cache && tar xzf bench/results/refine_work.tar.gz -C bench/.cache``); then
 ``python -m bench refine`` resumes. ``--quick`` packs or restores the quick run's folder,
+``--system NAME`` runs one composition into the work folder (two of them in parallel processes use
+two cores; the compositions' run directories are separate; ``python -m bench refine`` then reads
+them back),
 ``--work DIR`` another folder, ``--tarball PATH`` another archive (:func:`pack`, :func:`unpack`).
 """
 
@@ -118,7 +121,16 @@ def _settings(quick: bool) -> dict[str, Any]:
         "optimizer": "BFGS",
         "time_limit": 300.0 if quick else 900.0,
         "run_seed": 0,
+        # The random seeds' target volume (A^3/atom, search/volume.py): part of the key, so that runs whose
+        # seeds were drawn at another volume (before the per-element table: covalent spheres) never mix.
+        "seed_volume_per_atom": _seed_volumes(),
     }
+
+
+def _seed_volumes() -> dict[str, float]:
+    from ase_unimat.search.volume import estimate_volume
+
+    return {name: round(estimate_volume(counts) / sum(counts.values()), 3) for name, counts, _, _ in SYSTEMS}
 
 
 def _hit(results: list[Any], reference: float, tolerance: float = TOLERANCE) -> int | None:
@@ -351,21 +363,41 @@ def _line(result: Any, h_ref: float) -> str:
     return f"{result.id} {result.status} {result.steps} steps {result.wall_time:.0f} s {above}"
 
 
+def _prepare(settings: dict[str, Any], work: str | Path | None) -> Path:
+    """Check both calculators, open the work folder and return it."""
+    from ase_unimat.search.calculators import check_calculator_spec
+
+    symbols = sorted({s for _, c, _, _ in SYSTEMS for s in c})
+    check_calculator_spec(DFT_CALCULATOR, symbols=symbols, options=settings["qe"])
+    check_calculator_spec(SCREEN_CALCULATOR)
+    folder = work_folder(settings, work)
+    _open_work(settings, folder)
+    _say(f"refine: work folder {folder}")
+    return folder
+
+
+def run_system(name: str, *, quick: bool, work: str | Path | None = None) -> dict[str, Any]:
+    """One composition of :data:`SYSTEMS` in the work folder (compositions may run in parallel processes).
+
+    A later ``run`` reads its relaxations back instead of repeating them.
+    """
+    known = {s[0]: s for s in SYSTEMS}
+    if name not in known:
+        raise ValueError(f"unknown system {name!r}; known: {', '.join(known)}")
+    settings = _settings(quick)
+    folder = _prepare(settings, work)
+    _, counts, units, _ = known[name]
+    return one_system(name, counts, units, settings, folder)
+
+
 def run(*, quick: bool, out_dir: Path, work: str | Path | None = None) -> dict:
     """Every composition of :data:`SYSTEMS`; partial results are written after each.
 
     ``work``: the work folder (default :func:`work_folder`); a rerun resumes from it.
     """
-    from ase_unimat.search.calculators import check_calculator_spec
-
     settings = _settings(quick)
-    symbols = sorted({s for _, c, _, _ in SYSTEMS for s in c})
-    check_calculator_spec(DFT_CALCULATOR, symbols=symbols, options=settings["qe"])
-    check_calculator_spec(SCREEN_CALCULATOR)
     out_dir.mkdir(parents=True, exist_ok=True)
-    folder = work_folder(settings, work)
-    _open_work(settings, folder)
-    _say(f"refine: work folder {folder}")
+    folder = _prepare(settings, work)
     stem = "refine_quick" if quick else "refine"
     systems = []
     for name, counts, units, _ in SYSTEMS:
@@ -436,6 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--pack", action="store_true", help=f"tar the work folder's records into {TARBALL.name}")
     action.add_argument("--unpack", action="store_true", help=f"restore the work folder from {TARBALL.name}")
+    action.add_argument("--system", default=None, help="run one composition into the work folder (parallel runs)")
     parser.add_argument("--quick", action="store_true", help="the quick run's work folder (pack/unpack)")
     parser.add_argument("--work", default=None, help=f"work folder (default ${WORK_ENV} or {WORK_ROOT}/<key>)")
     parser.add_argument("--tarball", default=str(TARBALL), help="archive to write or read")
@@ -446,6 +479,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{path}: {path.stat().st_size} bytes from {work_folder(settings, args.work)}")
     elif args.unpack:
         print(f"restored {unpack(settings, args.work, args.tarball)}")
+    elif args.system:
+        print(json.dumps(run_system(args.system, quick=args.quick, work=args.work), indent=1, default=str))
     else:  # prints only; `python -m bench refine` writes bench/results/refine.json
         print(json.dumps(run(quick=True, out_dir=Path(tempfile.mkdtemp()), work=args.work), indent=1, default=str))
 

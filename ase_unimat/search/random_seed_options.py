@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ase_unimat.search.seeds import SeedSourceError
-from ase_unimat.search.volume import PACKING, default_minsep, estimate_volume
+from ase_unimat.search.volume import default_minsep, estimate_volume
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,14 @@ class RandomSeedOptions:
 
     minsep: float | None = None  # default minimum separation (A) for pairs not in pair_minsep
     pair_minsep: Mapping[tuple[str, str], float] = field(default_factory=dict)  # ("A", "B") -> A
-    volume_per_atom: tuple[float, float] | None = None  # A^3 per atom; None: from covalent radii
+    volume_per_atom: tuple[float, float] | None = None  # A^3 per atom; None: estimate_volume
     volume_spread: float = 0.05  # relative spread when volume_per_atom is one value
     symmops: tuple[int, int] | None = None  # number of symmetry operations, inclusive range
     slack: float = 0.0
     overlap: float = 0.0
     compact: bool = False  # Niggli-reduce P1 cells (AIRSS #COMPACT)
     cell: tuple[tuple[float, ...], ...] | None = None  # fixed cell rows (AIRSS #FIX); P1 only
-    packing: float = PACKING
+    packing: float | None = None  # None: per-element volume table; a number: covalent spheres x packing
     angle_range: tuple[float, float] = (60.0, 120.0)
     max_length_ratio: float = 3.0
     min_cell_factor: float = 0.5  # V / (a b c) below this is too flat

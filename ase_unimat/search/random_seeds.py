@@ -3,7 +3,7 @@
 How one seed is built (all randomness from the ``rng`` passed in):
 
 1. **Volume.** ``V = volume_per_atom * natoms`` with ``volume_per_atom`` drawn uniformly from the
-   given range (``#TARGVOL``/``#VARVOL``), or from covalent radii (:mod:`.volume`) when none is given;
+   given range (``#TARGVOL``/``#VARVOL``), or from the per-element volume table (:mod:`.volume`) when none is given;
    a single value ``v`` becomes the range ``v * (1 -/+ volume_spread)`` (AIRSS varies it by +-5 %).
 2. **Cell.** Without symmetry: lengths with ratios up to ``max_length_ratio``, angles uniform in
    ``angle_range``, cells flatter than ``min_cell_factor`` rejected, then scaled to ``V``. With
@@ -81,7 +81,7 @@ def random_structure(
     counts
         Element -> number of atoms in the cell.
     options
-        Directives; ``None`` means all defaults (P1, volume and MINSEP from covalent radii).
+        Directives; ``None`` means all defaults (P1, volume from the per-element table, MINSEP from covalent radii).
     rng
         The only source of randomness.
     groups
@@ -168,7 +168,7 @@ class RandomSeedSource:
     Parameters
     ----------
     options
-        Build directives (AIRSS seed-file semantics); defaults give P1 seeds from covalent radii.
+        Build directives (AIRSS seed-file semantics); defaults give P1 seeds (volume from the per-element table, MINSEP from covalent radii).
     name
         Source name recorded in each seed (``"random"``, or ``"cell"`` for seeds of a ``.cell`` file).
     """
