@@ -145,8 +145,9 @@ def main() -> None:
 )
 @option("--run-seed", "--seed", "run_seed", hidden=("--seed",), type=click.IntRange(min=0), default=0, show_default=True,
         help="Seed of the whole run (seed k depends only on it, the source and k).")
-@click.option("--model", type=EXISTING, default=None,
-              help="UniMat model (checkpoint or folder) for unimat seeds  [default: bundled model].")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="UniMat model for unimat seeds: checkpoint (.pt), model folder, or model name in models/ "
+              "(e.g. unimat-mp-wide)  [default: bundled model].")
 @option(
     "--template-reference",
     "--templates",

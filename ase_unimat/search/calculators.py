@@ -113,7 +113,16 @@ def check_calculator_spec(spec: Any, *, symbols: Sequence[str] = (), options: Ma
             f"unknown calculator {name!r}; use one of {', '.join(CALCULATOR_NAMES)} or 'module:factory'"
         )
     options = check_options(key, options)
-    if key == "chgnet":
+    if key == "emt":
+        from ase.calculators.emt import parameters
+
+        unknown = [s for s in symbols if s not in parameters]
+        if unknown:
+            raise CalculatorError(
+                f"EMT has no parameters for {', '.join(unknown)} (it covers {' '.join(parameters)}); "
+                "use chgnet or another calculator"
+            )
+    elif key == "chgnet":
         _require_module("chgnet", "pip install chgnet")
     elif key == "sevenn":
         _require_module("sevenn", "pip install sevenn")

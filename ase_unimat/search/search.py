@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ase_unimat.model.bundled import resolve_model_path
 from ase_unimat.search.calc_options import check_options
 from ase_unimat.search.calculators import check_calculator_spec, describe_calculator
 from ase_unimat.search.pool import RelaxPool
@@ -41,7 +42,8 @@ from ase_unimat.search.search_options import (
     whole_number,
 )
 from ase_unimat.search.search_seeds import check_file_seeds, formula_units_of, iter_seeds, seed_source
-from ase_unimat.search.store import RunStore
+from ase_unimat.search.seeds import SeedSourceError
+from ase_unimat.search.store import RunStore, discard_empty_run
 
 __all__ = ["Search", "SearchError", "formula_units_of", "parse_formula_units"]
 
@@ -148,6 +150,11 @@ class Search:
         self.formula_units = parse_formula_units(formula_units if formula_units is not None else file_units)
         check_calculator_spec(calculator, symbols=list(self.counts), options=self.calculator_options)
         self.seed_spec = seeds
+        if isinstance(model, str | Path):
+            try:
+                resolve_model_path(model)  # a wrong name fails here, before the run directory exists
+            except FileNotFoundError as err:
+                raise SearchError(str(err)) from None
         self.model = model
         self.template_reference = template_reference
         self.unimat_strength = unimat_strengths(unimat_strength)
@@ -196,13 +203,21 @@ class Search:
         """Relax every seed not yet finished, yielding each result as it completes; then any refinements.
 
         Refinements (``seed_info["level"] == 2``) are yielded after the last first-level result.
+        A run directory this call created is removed again when the seed source cannot build the
+        composition before any seed is finished (:func:`~ase_unimat.search.store.discard_empty_run`).
         """
-        if self.refiner is None:
+        fresh = self.out is not None and not self.out.exists()
+        try:
+            if self.refiner is None:
+                yield from self._irun_first()
+                return
+            self._open_store()
+            self.refiner.open_store()  # a changed refine option is refused before anything is relaxed
             yield from self._irun_first()
-            return
-        self._open_store()
-        self.refiner.open_store()  # a changed refine option is refused before anything is relaxed
-        yield from self._irun_first()
+        except SeedSourceError:
+            if fresh and self.out is not None:
+                discard_empty_run(self.out)
+            raise
         for result in self.refiner.irun():
             self.refined.append(result)
             self.last_result = result

@@ -50,6 +50,28 @@ _HELD: dict[str, list[int]] = {}
 MUTABLE_KEYS = ("n",)
 
 
+def discard_empty_run(root: str | Path) -> bool:
+    """Remove ``root`` if it holds nothing but a run's own scaffolding (manifests, locks, empty folders).
+
+    For a run that failed before its first seed (a composition no source can build): the error
+    then leaves no run directory behind. Returns whether ``root`` was removed; a directory with any
+    other file (a record, a ``.res``, a user's file) is left alone.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    entries = list(root.rglob("*"))
+    files = [p for p in entries if not p.is_dir()]
+    if any(p.name not in ("manifest.json", LOCK_NAME) for p in files):
+        return False
+    for path in files:
+        path.unlink()
+    for folder in sorted((p for p in entries if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    root.rmdir()
+    return True
+
+
 class RunDirectoryError(ValueError):
     """A run directory that belongs to a different search (incompatible options) or is unreadable."""
 

@@ -61,6 +61,12 @@ def test_check_spec_catches_unknown_names_without_building():
         check_calculator_spec("gaussian-ish")
 
 
+def test_emt_refuses_elements_it_has_no_parameters_for_by_name():
+    check_calculator_spec("emt", symbols=["Cu", "O"])
+    with pytest.raises(CalculatorError, match=r"EMT has no parameters for Na, Cl \(it covers Al Cu"):
+        check_calculator_spec("emt", symbols=["Na", "Cl", "Cu"])
+
+
 @pytest.mark.skipif(importlib.util.find_spec("sevenn") is not None, reason="sevenn is installed here")
 def test_sevenn_absent_gives_install_hint():
     with pytest.raises(CalculatorError, match="not installed"):

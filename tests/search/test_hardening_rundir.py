@@ -115,3 +115,40 @@ def test_ranking_a_run_that_another_process_holds_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert not (tmp_path / "ranked.csv").exists()
+
+
+def test_discard_empty_run_removes_only_scaffolding(tmp_path):
+    from ase_unimat.search.store import discard_empty_run
+
+    run = tmp_path / "run"
+    RunStore(run).open({"n": 1})
+    RunStore(run / "refine").open({"n": 1})  # a second level's scaffolding too
+    assert discard_empty_run(run) and not run.exists()
+
+    kept = tmp_path / "kept"
+    store = RunStore(kept)
+    store.open({"n": 1})
+    (kept / "notes.txt").write_text("mine")
+    assert not discard_empty_run(kept) and (kept / "notes.txt").is_file() and (kept / "manifest.json").is_file()
+    store.close()
+
+
+def test_a_composition_no_source_can_build_leaves_no_run_directory(tmp_path):
+    from ase_unimat.search.search import Search
+    from ase_unimat.search.seeds import SeedSourceError
+
+    out = tmp_path / "run"
+    search = Search({"Cu": 30}, calculator="emt", seeds="template", n=1, formula_units=1, out=out)
+    with pytest.raises(SeedSourceError):
+        search.run()
+    assert not out.exists()
+
+
+def test_a_model_name_that_does_not_exist_is_refused_before_the_run_directory(tmp_path):
+    from ase_unimat.search.search import Search
+    from ase_unimat.search.search_options import SearchError
+
+    out = tmp_path / "run"
+    with pytest.raises(SearchError, match="model 'no-such-model' not found"):
+        Search("Cu", calculator="emt", seeds="unimat", model="no-such-model", out=out)
+    assert not out.exists()
