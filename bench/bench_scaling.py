@@ -41,12 +41,16 @@ VAL_DATA = "/work/data/mp20_val.h5"
 
 
 def val_curve(log: Path) -> list[tuple[int, float]]:
-    """(step, EMA validation loss) pairs of a trainer log; the last value wins when a step repeats."""
+    """(step, EMA validation loss) pairs of a trainer log; the last value wins when a step repeats.
+
+    A warm-restarted run logs its own steps from 0 and, where the log was joined across runs, the
+    ``cumulative_step`` since the first run: that one counts.
+    """
     points: dict[int, float] = {}
     for line in log.read_text().splitlines():
         record = json.loads(line)
         if "val_loss" in record:
-            points[int(record["step"])] = float(record["val_loss"])
+            points[int(record.get("cumulative_step", record["step"]))] = float(record["val_loss"])
     return sorted(points.items())
 
 

@@ -20,6 +20,13 @@ def test_val_curve_reads_validation_records_and_keeps_the_last_of_a_step(tmp_pat
     assert scaling.val_curve(log) == [(1000, 1.5), (2000, 1.1)]
 
 
+def test_val_curve_of_a_log_joined_across_warm_restarts_counts_cumulative_steps(tmp_path, scaling):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1000, "val_loss": 1.5}, {"step": 1000, "val_loss": 1.0, "run": "b", "cumulative_step": 2500}]) + "\n")  # fmt: skip
+    assert scaling.val_curve(log) == [(1000, 1.5), (2500, 1.0)]
+
+
 def test_markdown_lines_up_runs_by_step(scaling):
     runs = [{"run": "a", "structures": 6045, "parameters_M": 0.37, "export_step": 2000, "best_logged": 1.1,
              "unconditioned_val_loss": 1.2, "val_curve": [(1000, 1.5), (2000, 1.1)]},
