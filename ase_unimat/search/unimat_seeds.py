@@ -34,8 +34,10 @@ from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, de
 from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.template_spacegroups import TemplateSpacegroupPrior
+from ase_unimat.search.volume import estimate_volume
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
+VOLUMES = ("model", "table")
 
 
 @dataclass
@@ -70,6 +72,10 @@ class UniMatSeedSource:
     spacegroup
         The condition of a space-group model: ``"templates"`` (see the module docstring), ``"auto"``,
         a number 1-230, or ``"none"``.
+    volume
+        The cell volume of samples drawn from noise: ``"model"`` as sampled, ``"table"`` scaled
+        isotropically to the per-element volume estimate of random seeds
+        (:func:`~ase_unimat.search.volume.estimate_volume`). Denoised templates keep theirs.
     """
 
     model: Any = None
@@ -85,6 +91,7 @@ class UniMatSeedSource:
     first_pass: str = "denoise"
     template_min_atoms: int = 1
     spacegroup: int | str | None = "templates"
+    volume: str = "model"
     name: str = "unimat"
     _net: Any = field(default=None, init=False, repr=False)
     _templates: Any = field(default=None, init=False, repr=False)
@@ -93,6 +100,8 @@ class UniMatSeedSource:
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
             raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose 'noise' or 'template'")
+        if self.volume not in VOLUMES:
+            raise SeedSourceError(f"unknown UniMat volume {self.volume!r}; choose one of {', '.join(VOLUMES)}")
         if self.first_pass not in FIRST_PASSES:
             raise SeedSourceError(f"unknown first pass {self.first_pass!r}; choose one of {', '.join(FIRST_PASSES)}")
         if not self.strengths or not all(0.0 < level <= 1.0 for level in self.strengths):
@@ -141,6 +150,8 @@ class UniMatSeedSource:
                 atoms = _rescaled(plan[k][0], atoms)
             elif self.first_pass == "symmetrize" and plan[k][3] == 0:
                 atoms = _symmetrized(plan[k][0], atoms)
+            if self.volume == "table" and plan[k][0] is None:
+                atoms = _scaled_to(atoms, estimate_volume(counts))
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
@@ -209,6 +220,13 @@ class UniMatSeedSource:
             cycle = int(info.get("template_cycle", 0))
             plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin, cycle)
         return plan
+
+
+def _scaled_to(atoms, volume: float):
+    """A copy of ``atoms`` scaled isotropically to ``volume`` (Angstrom^3)."""
+    scaled = atoms.copy()
+    scaled.set_cell(scaled.cell[:] * (volume / scaled.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
+    return scaled
 
 
 def _rescaled(template, denoised):

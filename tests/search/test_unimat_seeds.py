@@ -164,3 +164,21 @@ def test_cells_below_template_min_atoms_sample_from_noise(template_source):
     assert all(s.atoms.info["unimat_start"] == "noise (small cell)" for s in seeds)
     larger = small.make({"K": 2, "Br": 2}, [0], run_seed=0)  # 4 atoms: the doubled templates are used
     assert larger[0].atoms.info["unimat_start"].startswith("template ")
+
+
+def test_table_volume_scales_noise_samples_to_the_per_element_estimate(source):
+    import dataclasses
+
+    from ase_unimat.search.seeds import SeedSourceError
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+    from ase_unimat.search.volume import estimate_volume
+
+    scaled_source = dataclasses.replace(source, volume="table")
+    plain = source.make(COUNTS, [0, 1], run_seed=2)
+    scaled = scaled_source.make(COUNTS, [0, 1], run_seed=2)
+    for a, b in zip(plain, scaled, strict=True):
+        assert b.atoms.get_volume() == pytest.approx(estimate_volume(COUNTS), rel=1e-6)
+        assert np.allclose(a.atoms.get_scaled_positions(), b.atoms.get_scaled_positions(), atol=1e-6)  # same sample
+        assert np.allclose(a.atoms.cell.cellpar()[3:], b.atoms.cell.cellpar()[3:], atol=1e-6)  # same shape
+    with pytest.raises(SeedSourceError, match="unknown UniMat volume 'big'"):
+        UniMatSeedSource(volume="big")
