@@ -14,14 +14,24 @@ def refine(bench_module):
     return bench_module("bench.bench_refine")
 
 
-def _result(ok, per_atom):
-    return SimpleNamespace(ok=ok, enthalpy=2 * per_atom, atoms=bulk("Si"))
+def _result(ok, per_atom, atoms=None):
+    atoms = bulk("Si", "fcc", a=3.9) if atoms is None else atoms  # not diamond
+    return SimpleNamespace(ok=ok, enthalpy=len(atoms) * per_atom, atoms=atoms)
 
 
 def test_hit_is_the_first_result_within_tolerance(refine):
+    reference = _result(True, -2.0, bulk("Si"))
     results = [_result(True, -1.0), _result(False, float("nan")), _result(True, -1.995), _result(True, -2.0)]
-    assert refine._hit(results, -2.0) == 3
-    assert refine._hit(results[:2], -2.0) is None
+    assert refine._hit(results, reference) == 3
+    assert refine._hit(results[:2], reference) is None
+
+
+def test_the_reference_structure_in_another_cell_is_a_hit_whatever_its_enthalpy(refine):
+    reference = _result(True, -2.0, bulk("Si"))
+    same = bulk("Si", cubic=True)  # diamond again, 8 atoms, another cell
+    same.rattle(0.001, seed=0)
+    assert refine.matches(same, reference.atoms) and not refine.matches(bulk("Si", "fcc", a=3.9), reference.atoms)
+    assert refine._hit([_result(True, -1.0), _result(True, -1.5, same)], reference) == 2
 
 
 def test_ground_states_have_the_composition_and_two_to_eight_atoms(refine):
@@ -147,8 +157,10 @@ def _counts(system):
 
 
 @pytest.mark.parametrize("tolerance", [10.0, -10.0])  # every seed hits / none does (one level runs to its budget)
-def test_second_call_on_the_same_folder_relaxes_nothing(refine, emt_refine, tmp_path, tolerance):
+def test_second_call_on_the_same_folder_relaxes_nothing(refine, emt_refine, tmp_path, tolerance, monkeypatch):
     settings = _emt_settings(tolerance)
+    if tolerance < 0:  # every Al seed relaxes to fcc, the reference structure: make none count
+        monkeypatch.setattr(refine, "matches", lambda atoms, reference: False)
     first = refine.one_system("Al", {"Al": 1}, 2, settings, tmp_path)
     one_level = 1 if tolerance > 0 else 3
     assert emt_refine.calls == 1 + 4 + 2 + one_level  # reference, screen, top 2, one level up to the hit
