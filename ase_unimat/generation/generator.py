@@ -48,7 +48,7 @@ def load_model(model=None, *, device: str = "auto"):
     model
         A ``UniMatModel`` (returned as is, moved to ``device``), a checkpoint file written by the
         trainer (its EMA weights are used), an exported ``model.pt``, a folder holding one, the name
-        of a folder in ``models/``, or None for the default model ``models/unimat-mp20/``.
+        of a folder in ``models/``, or None for the default model ``models/unimat-mp-wide/``.
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     """

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = "unimat-mp20"
+DEFAULT_MODEL = "unimat-mp-wide"
 MODEL_FILE = "model.pt"
 REFERENCE_FILE = "reference.h5"  # a model's training structures, beside its model.pt
 
