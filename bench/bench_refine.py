@@ -12,7 +12,8 @@ For each small composition whose ground state is known (elements that Debian's
    order), up to ``M`` of them. Count: the first seed whose QE relaxation reaches it.
 
 "Reaches the ground state": enthalpy per atom within ``tolerance`` of ``H_ref`` (10 meV/atom; 30 with
-the coarse ``--quick`` k-points).
+the coarse ``--quick`` k-points), or the reference structure itself by ``StructureMatcher`` (:func:`matches`;
+the same structure in another cell can sit further from ``H_ref`` on that cell's ``kspacing`` mesh).
 A level that never reaches it within its budget is reported as censored (``found: false``); its
 count is then a lower bound (``K`` or ``M``). Wall time: CHGNet screen plus QE relaxations up to
 the hit (two levels), QE relaxations up to the hit (one level); the totals of every relaxation run
