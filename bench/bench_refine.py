@@ -207,14 +207,15 @@ def one_system(name: str, counts: dict[str, int], units: int, settings: dict[str
     dft_one = dft_one[: hit_one or len(dft_one)]  # as an uninterrupted run stops: at the first hit
     one_wall = sum(r.wall_time for r in dft_one)
 
+    is_reference = {id(r): r.ok and matches(r.atoms, reference.atoms) for r in dft_two + dft_one}  # once each
+
     def summary(results: list[Any]) -> list[dict[str, Any]]:
         return [{"id": r.id, "status": r.status, "reason": r.reason, "steps": r.steps, "wall_s": round(r.wall_time, 2),
                  "enthalpy_per_atom_above_ref_eV": None if not r.ok else round(r.enthalpy / len(r.atoms) - h_ref, 5),
-                 "spacegroup": r.spacegroup, "matches_reference": r.ok and matches(r.atoms, reference.atoms)}
-                for r in results]  # fmt: skip
+                 "spacegroup": r.spacegroup, "matches_reference": is_reference[id(r)]} for r in results]  # fmt: skip
 
     # Lowest of the structures that are *not* the reference one (the reference in another cell may sit lower).
-    lowest = min((r.enthalpy / len(r.atoms) - h_ref for r in dft_two + dft_one if r.ok and not matches(r.atoms, reference.atoms)),
+    lowest = min((r.enthalpy / len(r.atoms) - h_ref for r in dft_two + dft_one if r.ok and not is_reference[id(r)]),
                  default=None)  # fmt: skip
     return {
         "name": name,

@@ -231,8 +231,7 @@ def _scaled_to(atoms, volume: float):
 
 def _rescaled(template, denoised):
     """``template`` scaled isotropically to the volume of ``denoised`` (its UniMat-refined version)."""
-    atoms = template.copy()
-    atoms.set_cell(atoms.cell[:] * (denoised.get_volume() / atoms.get_volume()) ** (1.0 / 3.0), scale_atoms=True)
+    atoms = _scaled_to(template, denoised.get_volume())
     atoms.info = dict(denoised.info)
     return atoms
 

@@ -19,26 +19,26 @@ import json
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 from ase.data import chemical_symbols
 from scipy import sparse
 from scipy.optimize import least_squares
 
-from ase_unimat.core.periodic_table import CELL_TO_Z
+from ase_unimat.core.periodic_table import CELL_TO_Z, MAX_Z
 from ase_unimat.core.representation import lattices_to_cells
+from ase_unimat.data.hdf5 import open_file
 
 #: Soft-L1 scale of the log-volume residuals (0.1: about 10 % before a structure counts as an outlier).
 F_SCALE = 0.1
 
 
 def dataset_volumes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(element counts (N, 118) by atomic number - 1, cell volumes (N,) in A^3) of an HDF5 dataset."""
-    with h5py.File(path, "r") as h5:
+    """(element counts (N, MAX_Z) by atomic number - 1, cell volumes (N,) in A^3) of an HDF5 dataset."""
+    with open_file(path) as h5:
         grid = np.asarray(h5["composition"][:], dtype=float)  # (N, 9, 18)
         lattice = np.asarray(h5["lattice"][:], dtype=float)  # (N, 6)
     z = CELL_TO_Z.reshape(-1)  # (162,), 0 where no element
-    counts = np.zeros((len(grid), 118))
+    counts = np.zeros((len(grid), MAX_Z))
     flat = grid.reshape(len(grid), -1)
     for cell in np.flatnonzero(z > 0):
         counts[:, z[cell] - 1] += flat[:, cell]
