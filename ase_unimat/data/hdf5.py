@@ -372,6 +372,9 @@ def describe(path: str | Path, *, top: int = 118) -> str:
         lines.append(f"property {name} ({values.dtype}): {len(ok)} present; {stats}")
     lines.append(f"sources: {', '.join(sources) or '-'}")
     for run in runs:
+        if "subset_of" in run:
+            lines.append(f"subset {run.get('date')}: {run['size']} structures of {run['subset_of']} (seed {run.get('seed')})")
+            continue
         skipped = sum(run.get("skipped", {}).values())
         lines.append(f"run {run.get('key')} {run.get('date')}: {run.get('converted')} converted, {skipped} skipped "
                      f"of {run.get('records')} records")
