@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -259,14 +260,26 @@ def test_kill_minus_9_at_random_times_then_resume(tmp_path, shared_data):
     out = tmp_path / "out.h5"
     rng = np.random.default_rng(7)
     killed_with_parts = 0
-    for _ in range(5):
+    journal = tmp_path / "out.h5.journal"
+
+    def parts() -> int:
+        return len(list(journal.glob("part-*.npz"))) if journal.is_dir() else 0
+
+    for attempt in range(5):
         process = subprocess.Popen([*command, "-o", str(out)], env=env, cwd=tmp_path, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 1.1) * duration)
-        os.killpg(process.pid, signal.SIGKILL)
+        if attempt % 2:  # a moment drawn from a clean run's duration: may land before any part or after the end
+            time.sleep(rng.uniform(0.2, 1.1) * duration)
+        else:  # a moment after a random number of new parts: mid-run whatever the machine's load
+            target = parts() + int(rng.integers(1, 4))
+            deadline = time.perf_counter() + 20 * duration
+            while process.poll() is None and parts() < target and time.perf_counter() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.05) * duration)
+        with contextlib.suppress(ProcessLookupError):  # it may have finished: a late kill
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        journal = tmp_path / "out.h5.journal"
-        killed_with_parts += journal.is_dir() and any(journal.glob("part-*.npz"))
+        killed_with_parts += parts() > 0
         if out.exists():  # a kill that came too late: start over so that the next kill tests something
             out.unlink()
             os.unlink(f"{out}.skipped.csv")
