@@ -146,16 +146,20 @@ class Refine:
     def irun(self) -> Iterator[RelaxResult]:
         """Refine every candidate not refined yet, yielding each result as it finishes."""
         store = self.open_store()
-        done = store.finished_ids() if store else {r.id for r in self.results}
-        tasks = [
-            self._task(place, structure) for place, structure in self.candidates() if structure.best.id not in done
-        ]
-        for _, result in RelaxPool(workers=self.workers, executor=self.executor).imap(tasks):
-            result.seed_info["level"] = 2
+        try:
+            done = store.finished_ids() if store else {r.id for r in self.results}
+            tasks = [
+                self._task(place, structure) for place, structure in self.candidates() if structure.best.id not in done
+            ]
+            for _, result in RelaxPool(workers=self.workers, executor=self.executor).imap(tasks):
+                result.seed_info["level"] = 2
+                if store is not None:
+                    store.save(result)
+                self.results.append(result)
+                yield result
+        finally:
             if store is not None:
-                store.save(result)
-            self.results.append(result)
-            yield result
+                store.close()
 
     def run(self) -> Ranking:
         """Refine to the end; return the final-level ranking (also written to ``out/refine``)."""

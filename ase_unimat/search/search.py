@@ -211,9 +211,16 @@ class Search:
             if self.refiner is None:
                 yield from self._irun_first()
                 return
-            self._open_store()
-            self.refiner.open_store()  # a changed refine option is refused before anything is relaxed
-            yield from self._irun_first()
+            store = self._open_store()
+            try:  # a changed refine option is refused before anything is relaxed
+                checked = self.refiner.open_store()
+            except BaseException:
+                if store is not None:
+                    store.close()
+                raise
+            if checked is not None:
+                checked.close()
+            yield from self._irun_first(store)
         except SeedSourceError:
             if fresh and self.out is not None:
                 discard_empty_run(self.out)
@@ -224,8 +231,9 @@ class Search:
             self._call_observers()
             yield result
 
-    def _irun_first(self) -> Iterator[RelaxResult]:
-        store = self._open_store()
+    def _irun_first(self, store: RunStore | None = None) -> Iterator[RelaxResult]:
+        """The first level; ``store`` (opened by the caller, else here) is closed when it ends."""
+        store = store if store is not None else self._open_store()
         done = store.finished_indices() if store else set()
         pending = [k for k in range(self.n) if k not in done]
         pool = RelaxPool(workers=self.workers, executor=self.executor)

@@ -129,3 +129,11 @@ def test_emt_screen_then_quantum_espresso_refine_of_aluminium(tmp_path):
     assert len(final) == 1 and final[0].best.seed_info["level1_rank"] == 1
     assert final[0].best.enthalpy < -50  # a DFT total energy (eV), not EMT's near-zero one
     assert AirssProvider.from_file(str(next((tmp_path / "run" / "refine" / "res").glob("*.res")))).appearances == 1
+
+
+def test_a_two_level_run_releases_both_run_directory_locks(tmp_path):
+    from ase_unimat.search import store as store_module
+
+    Search("CuAu", **FAST, out=tmp_path, refine="emt", refine_top=2).run()
+    held = {key for key in store_module._HELD if key.startswith(str(tmp_path.resolve()))}
+    assert held == set()  # every open had its close: a later Search of this process locks afresh
