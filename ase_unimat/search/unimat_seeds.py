@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ase_unimat.core.formula import FormulaError, formula_label
@@ -34,6 +35,7 @@ from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, de
 from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.template_spacegroups import TemplateSpacegroupPrior
+from ase_unimat.search.templates import TemplateIndex, default_reference
 from ase_unimat.search.volume import estimate_volume
 
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
@@ -96,6 +98,7 @@ class UniMatSeedSource:
     _net: Any = field(default=None, init=False, repr=False)
     _templates: Any = field(default=None, init=False, repr=False)
     _spacegroup_prior: Any = field(default=None, init=False, repr=False)
+    _indexes: dict = field(default_factory=dict, init=False, repr=False)  # resolved path -> TemplateIndex
 
     def __post_init__(self) -> None:
         if self.start not in ("noise", "template"):
@@ -175,8 +178,21 @@ class UniMatSeedSource:
             if reference is None:  # nothing to draw from: generate() says so for "auto"
                 return "auto", None
             fallback = SpacegroupPrior.from_hdf5(data) if data is not None else None
-            self._spacegroup_prior = TemplateSpacegroupPrior(reference, fallback=fallback)
+            self._spacegroup_prior = TemplateSpacegroupPrior(self._template_index(reference), fallback=fallback)
         return "auto", self._spacegroup_prior
+
+    def _template_index(self, reference) -> TemplateIndex:
+        """The template reference ``reference`` (None: the bundled default) as an index, loaded once.
+
+        The space-group prior of ``spacegroup="templates"`` and the templates of ``start="template"``
+        usually read the same file: they share its index.
+        """
+        if isinstance(reference, TemplateIndex):
+            return reference
+        path = Path(default_reference() if reference is None else reference).resolve()
+        if path not in self._indexes:
+            self._indexes[path] = TemplateIndex.load(path)
+        return self._indexes[path]
 
     def _start_spacegroup(self, start) -> int | None:
         """The space group of a start template, the condition of its denoising (``spacegroup="templates"``)."""
@@ -205,7 +221,8 @@ class UniMatSeedSource:
             return {k: (None, 1.0, "noise (small cell)", None) for k in indices}
 
         if self._templates is None:
-            self._templates = TemplateSeedSource(reference=self.template_reference, **dict(self.template_options or {}))
+            self._templates = TemplateSeedSource(reference=self._template_index(self.template_reference),
+                                                 **dict(self.template_options or {}))
         levels = self.strengths
         try:
             templates = self._templates.make(counts, indices, run_seed=run_seed)

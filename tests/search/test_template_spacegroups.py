@@ -91,3 +91,22 @@ def test_a_denoised_template_is_conditioned_on_its_own_space_group(index, spaceg
         assert seed.atoms.info["unimat_spacegroup"] == own[template]
         assert seed.atoms.info["unimat_spacegroup_source"] == "start template"
     assert {s.atoms.info["unimat_start"].split()[1] for s in seeds} == {"cscl", "rocksalt"}
+
+
+def test_the_prior_and_the_templates_of_one_source_share_one_load_of_the_reference(spacegroup_model, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    from ase_unimat.data.hdf5 import write_structures
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    path = tmp_path / "reference.h5"
+    write_structures(path, [bulk("NaCl", "rocksalt", a=5.64), bulk("CsCl", "cesiumchloride", a=4.12)],
+                     material_ids=["rocksalt", "cscl"])  # fmt: skip
+    loads = []
+    real = TemplateIndex.from_hdf5.__func__
+    monkeypatch.setattr(TemplateIndex, "from_hdf5", classmethod(lambda cls, p, *a, **k: loads.append(p) or real(cls, p, *a, **k)))
+    source = UniMatSeedSource(model=spacegroup_model, template_reference=str(path), device="cpu", steps=2,
+                              start="template", strength=0.5)  # fmt: skip
+    source.make({"Cs": 1, "Br": 1}, [0, 1], run_seed=0)  # the templates
+    _, prior = source._condition()  # the space-group prior of its noise samples
+    assert prior.distribution({"Cs": 1, "Br": 1})[2] == "templates"
+    assert len(loads) == 1
