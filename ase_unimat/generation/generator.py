@@ -141,6 +141,7 @@ def generate(
     batch_size: int = 256,
     start: Sequence[Atoms] | None = None,
     strength: float = 1.0,
+    keep_symmetry: bool = False,
     progress: bool = False,
     composition_prior=None,
     spacegroup_prior=None,
@@ -191,6 +192,12 @@ def generate(
         Optional starting structures, one per sample (same composition as ``formula``): each is
         noised to time ``strength`` in (0, 1] and denoised by the model from there (SDEdit); small
         ``strength`` keeps the start's arrangement; ``strength = 1`` forgets almost all of it.
+    keep_symmetry
+        With ``start``: every sampler step keeps sample ``i``'s coordinates invariant under the
+        space-group operations of ``start[i]`` (:mod:`ase_unimat.model.symmetry_constraint`), so
+        the model places the atoms on the start's Wyckoff positions and chooses their free
+        parameters and the cell. A start whose operations do not map its atoms onto each other is
+        sampled free (``info["symmetry_kept"]`` says which).
     progress
         Show a progress bar over the structures (``unimat-sample`` does unless ``--quiet``).
     composition_prior, spacegroup_prior
@@ -251,6 +258,9 @@ def generate(
                                    dtype=torch.float32)  # fmt: skip
     starts = None if start is None else _encode_starts(start, counts, len(seeds), net.n_slots)
     extra = {} if start is None else {"strength": float(strength)}
+    if keep_symmetry and start is None:
+        raise ValueError("keep_symmetry needs start= structures whose symmetry to keep")
+    constraint = _symmetry_constraint(start, net.n_slots) if keep_symmetry else None
     structures: list[Atoms] = []
     bar = tqdm(total=len(seeds), unit="structure", desc=f"sampling {format_formula(counts) if counts else 'de novo'}", disable=not progress)
     for first in range(0, len(seeds), batch_size):
@@ -261,16 +271,34 @@ def generate(
         coords, lattice = sample(
             net, compositions[first : first + batch_size].to(dev), seeds=chunk, steps=steps, guidance=guidance,
             device=dev, start=begin, strength=strength, spacegroup=condition,
+            **({} if constraint is None else {"constraint": constraint.subset(first, first + len(chunk))}),
         )  # fmt: skip
         info = [
             {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat",
              **p.info, **extra}
             for s, p in zip(chunk, chunk_plans, strict=True)
         ]  # fmt: skip
+        if constraint is not None:
+            for i, item in enumerate(info):
+                item["symmetry_kept"] = constraint.samples[first + i] is not None
         structures.extend(to_atoms(coords, lattice, info=info))
         bar.update(len(chunk))
     bar.close()
     return structures
+
+
+def _symmetry_constraint(start: Sequence[Atoms], n_slots: int):
+    """The :class:`~ase_unimat.model.symmetry_constraint.SymmetryConstraint` of the start structures."""
+    from ase_unimat.core.symmetry_ops import SymmetryError
+    from ase_unimat.model.symmetry_constraint import SampleSymmetry, SymmetryConstraint
+
+    samples = []
+    for atoms in start:
+        try:
+            samples.append(SampleSymmetry.of(atoms, n_slots=n_slots))
+        except SymmetryError:
+            samples.append(None)
+    return SymmetryConstraint(samples)
 
 
 def _encode_starts(

@@ -88,6 +88,7 @@ class _State:
     def __init__(self, model, composition: torch.Tensor | None, seeds: Sequence[int], device, *,
                  start: tuple[torch.Tensor, torch.Tensor] | None = None, t_start: float = 1.0) -> None:
         self.model = model
+        self.constraint = None  # a SymmetryConstraint, set by _start
         self.noise = PerSampleNoise(seeds, device)
         b, n_slots = len(seeds), model.n_slots
         if composition is None and not model.unconditional:
@@ -131,6 +132,11 @@ class _State:
         z0 = self.model.scaler.encode(lattice0.float(), self.mask.flatten(1).sum(1))  # (B, 6)
         lattice = math.sqrt(ab) * z0 + math.sqrt(1 - ab) * self.lattice_noise()
         return coords, lattice
+
+    def constrain(self) -> None:
+        """Impose the symmetry constraint (if any) on the coordinates; empty slots stay zero."""
+        if self.constraint is not None:
+            self.coords = torch.where(self.mask[..., None], self.constraint(self.coords), self.coords)
 
     def coord_noise(self) -> torch.Tensor:
         return _scatter(self.mask, self.noise.draw([3 * n for n in self.sizes]), 3)
@@ -211,9 +217,12 @@ def _check(model, composition, seeds, steps, guidance, spacegroup) -> None:
         raise ValueError("no seeds: nothing to sample")
 
 
-def _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup) -> tuple[_State, int]:
+def _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup,
+           constraint=None) -> tuple[_State, int]:  # fmt: skip
     """Check the arguments, put the model in eval mode, draw each sample's start; the first step."""
     _check(model, composition, seeds, steps, guidance, spacegroup)
+    if constraint is not None and len(constraint) != len(seeds):
+        raise ValueError(f"a symmetry constraint for {len(constraint)} samples but {len(seeds)} seeds")
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
     first = steps if start is None else max(1, round(strength * steps))
@@ -221,6 +230,8 @@ def _start(model, composition, seeds, steps, device, start, strength, guidance, 
     state = _State(model, composition, seeds, torch.device(device), start=start, t_start=first / steps)
     state.spacegroup = None if spacegroup is None else torch.as_tensor(
         [int(g) for g in spacegroup], dtype=torch.long, device=state.coords.device)
+    state.constraint = constraint
+    state.constrain()
     return state, first
 
 
@@ -236,9 +247,14 @@ def sample_ancestral(
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     strength: float = 1.0,
     spacegroup: Sequence[int] | None = None,
+    constraint=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reverse VE SDE on the torus with Langevin corrector; ancestral DDPM for lattice/occupancy."""
-    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup)
+    """Reverse VE SDE on the torus with Langevin corrector; ancestral DDPM for lattice/occupancy.
+
+    ``constraint`` (a :class:`~ase_unimat.model.symmetry_constraint.SymmetryConstraint`) is applied
+    to the coordinates after every update.
+    """
+    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup, constraint)
     cfg = model.config.diffusion
     for k in range(first, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)
@@ -250,11 +266,13 @@ def sample_ancestral(
             delta = cfg.corrector_step * sigma_t**2
             score = model.coord_score(out.coords, sig)
             state.coords = torch.remainder(state.coords + delta * score + math.sqrt(2 * delta) * state.coord_noise(), 1.0)
+            state.constrain()
         out = _predict(model, state, t, guidance)
         score = model.coord_score(out.coords, sig)
         jump = sigma_t**2 - sigma_s**2
         std = math.sqrt(sigma_s**2 * jump / sigma_t**2)
         state.coords = torch.remainder(state.coords + jump * score + std * state.coord_noise(), 1.0)
+        state.constrain()
         lattice_noise = state.lattice_noise() if k > 1 else None
         state.lattice = _vp_step(state.lattice, out.lattice, ab_t, ab_s, lattice_noise, clip=5.0)
         if state.occupancy is not None:
@@ -275,9 +293,10 @@ def sample_ddim(
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     strength: float = 1.0,
     spacegroup: Sequence[int] | None = None,
+    constraint=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic few-step sampler: probability-flow ODE (Euler in sigma) + DDIM (eta = 0)."""
-    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup)
+    state, first = _start(model, composition, seeds, steps, device, start, strength, guidance, spacegroup, constraint)
     fixed_occ_noise = state.occupancy_noise() if state.occupancy is not None else None
     for k in range(first, 0, -1):
         t, sigma_t, sigma_s, ab_t, ab_s = _levels(model, k, steps)
@@ -287,6 +306,7 @@ def sample_ddim(
         sig = torch.full((state.coords.shape[0],), sigma_t, device=state.coords.device)
         score = model.coord_score(out.coords, sig)
         state.coords = torch.remainder(state.coords + (sigma_t - sigma_s) * sigma_t * score, 1.0)
+        state.constrain()
         state.lattice = _vp_step(state.lattice, out.lattice, ab_t, ab_s, None, clip=5.0)
         if state.occupancy is not None:
             state.occupancy = _vp_step(state.occupancy, out.occupancy, ab_t, ab_s, None, clip=1.0)

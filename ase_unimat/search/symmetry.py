@@ -17,45 +17,12 @@ unchanged, and one whose atoms strayed far from their sites still comes out symm
 from __future__ import annotations
 
 import numpy as np
-import spglib
 from ase import Atoms
 from ase.geometry import cellpar_to_cell
 
+from ase_unimat.core.symmetry_ops import SymmetryError, symmetry_operations
 
-class SymmetryError(ValueError):
-    """The two structures do not correspond atom by atom, or the reference's symmetry is unusable."""
-
-
-def symmetry_operations(reference: Atoms, *, symprec: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Space-group operations of ``reference`` in its own fractional frame and the atom map of each.
-
-    Returns
-    -------
-    rotations : ndarray, int, shape (K, 3, 3)
-    translations : ndarray, shape (K, 3)
-    permutations : ndarray, int, shape (K, N); operation ``k`` maps atom ``i`` onto ``permutations[k, i]``
-    """
-
-    frac = reference.get_scaled_positions()  # (N, 3)
-    numbers = reference.numbers
-    found = spglib.get_symmetry((reference.cell[:], frac, numbers), symprec=symprec)
-    if found is None:
-        raise SymmetryError("spglib found no symmetry operations for the reference")
-    rotations, translations = np.asarray(found["rotations"]), np.asarray(found["translations"])
-    cell = np.asarray(reference.cell[:])
-    same = numbers[:, None] == numbers[None, :]  # (N, N)
-    tolerance = max(10.0 * symprec, 1e-3)  # Angstrom
-    perms = []
-    for rot, shift in zip(rotations, translations, strict=True):
-        image = frac @ rot.T + shift  # (N, 3)
-        delta = image[:, None, :] - frac[None, :, :]  # (N, N, 3)
-        delta -= np.round(delta)
-        dist = np.where(same, np.linalg.norm(delta @ cell, axis=-1), np.inf)  # (N, N)
-        perm = np.argmin(dist, axis=1)
-        if np.any(dist[np.arange(len(frac)), perm] > tolerance) or len(set(perm.tolist())) != len(perm):
-            raise SymmetryError("a symmetry operation of the reference does not map its atoms onto each other")
-        perms.append(perm)
-    return rotations, translations, np.stack(perms)
+__all__ = ["SymmetryError", "project_onto_symmetry", "symmetrized_cell", "symmetry_operations"]
 
 
 def project_onto_symmetry(atoms: Atoms, reference: Atoms, *, symprec: float = 0.01) -> Atoms:
@@ -91,15 +58,23 @@ def project_onto_symmetry(atoms: Atoms, reference: Atoms, *, symprec: float = 0.
         np.add.at(moved, perm, displacement @ rot.T)  # displacements turn with the rotation part only
     frac = np.mod(site + (site_shift + moved) / len(rotations), 1.0)
 
-    cell = np.asarray(atoms.cell[:])
+    out = Atoms(numbers=atoms.numbers, cell=symmetrized_cell(atoms.cell[:], rotations), scaled_positions=frac, pbc=True)
+    out.info = dict(atoms.info)
+    return out
+
+
+def symmetrized_cell(cell: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """``cell`` (rows are vectors) with its metric averaged over ``rotations`` (fractional, (K, 3, 3)).
+
+    ``G <- mean_k R_k^T G R_k``, rebuilt as a cell of the same volume in ASE's standard orientation
+    (fractional coordinates keep their meaning).
+    """
+    cell = np.asarray(cell, dtype=np.float64)
     metric = cell @ cell.T  # (3, 3)
     metric = np.mean([rot.T @ metric @ rot for rot in rotations], axis=0)
     lengths = np.sqrt(np.diag(metric))
     cosines = [metric[1, 2] / (lengths[1] * lengths[2]), metric[0, 2] / (lengths[0] * lengths[2]),
                metric[0, 1] / (lengths[0] * lengths[1])]  # fmt: skip
     angles = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
-    cell = cellpar_to_cell([*lengths, *angles])
-    cell *= (abs(atoms.get_volume()) / abs(np.linalg.det(cell))) ** (1.0 / 3.0)  # keep the volume
-    out = Atoms(numbers=atoms.numbers, cell=cell, scaled_positions=frac, pbc=True)
-    out.info = dict(atoms.info)
-    return out
+    out = cellpar_to_cell([*lengths, *angles])
+    return out * (abs(np.linalg.det(cell)) / abs(np.linalg.det(out))) ** (1.0 / 3.0)  # keep the volume

@@ -32,12 +32,13 @@ from ase_unimat.generation.spacegroups import SpacegroupPrior
 from ase_unimat.model.bundled import model_reference
 from ase_unimat.search.airss_io import spacegroup_number
 from ase_unimat.search.seeds import NoSeedsForFormula, Seed, SeedSourceError, derive_seed, make_seed
-from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry
+from ase_unimat.search.symmetry import SymmetryError, project_onto_symmetry, symmetrized_cell, symmetry_operations
 from ase_unimat.search.template_seeds import TemplateSeedSource
 from ase_unimat.search.template_spacegroups import TemplateSpacegroupPrior
 from ase_unimat.search.templates import TemplateIndex, default_reference
 from ase_unimat.search.volume import estimate_volume
 
+STARTS = ("noise", "template", "symmetry")
 FIRST_PASSES = ("denoise", "volume", "symmetrize")
 VOLUMES = ("model", "table")
 
@@ -57,7 +58,11 @@ class UniMatSeedSource:
     batch_size
         Samples drawn together (does not change any sample).
     start
-        ``"noise"`` (plain sampling) or ``"template"`` (denoise noised templates, see above).
+        ``"noise"`` (plain sampling), ``"template"`` (denoise noised templates, see above) or
+        ``"symmetry"``: sample from noise while every step keeps the space-group operations of
+        template ``k`` (its Wyckoff positions, not its coordinates:
+        :mod:`ase_unimat.model.symmetry_constraint`), conditioned on its space group, the cell's
+        metric averaged over its rotations at the end; ``strength`` and ``first_pass`` do not apply.
     strength
         Noise level (diffusion time in (0, 1]) the templates are noised to when ``start="template"``;
         a tuple gives the level of each pass over the candidates (see the module docstring).
@@ -101,8 +106,8 @@ class UniMatSeedSource:
     _indexes: dict = field(default_factory=dict, init=False, repr=False)  # resolved path -> TemplateIndex
 
     def __post_init__(self) -> None:
-        if self.start not in ("noise", "template"):
-            raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose 'noise' or 'template'")
+        if self.start not in STARTS:
+            raise SeedSourceError(f"unknown UniMat start {self.start!r}; choose one of {', '.join(STARTS)}")
         if self.volume not in VOLUMES:
             raise SeedSourceError(f"unknown UniMat volume {self.volume!r}; choose one of {', '.join(VOLUMES)}")
         if self.first_pass not in FIRST_PASSES:
@@ -141,7 +146,8 @@ class UniMatSeedSource:
         for strength, number in sorted({(plan[k][1], own[k] or 0) for k in indices}):
             group = [k for k in indices if plan[k][1] == strength and (own[k] or 0) == number]
             starts = [plan[k][0] for k in group]
-            made = self._generate(counts, group, run_seed, starts, strength, spacegroup=number or None)
+            made = self._generate(counts, group, run_seed, starts, strength, spacegroup=number or None,
+                                  keep_symmetry=self.start == "symmetry" and starts[0] is not None)
             for k, atoms in zip(group, made, strict=True):
                 if number:
                     atoms.info["spacegroup_source"] = "start template"
@@ -149,7 +155,10 @@ class UniMatSeedSource:
         seeds = []
         for k in indices:
             atoms = structures[k]
-            if self.first_pass == "volume" and plan[k][3] == 0:
+            if self.start == "symmetry":
+                if atoms.info.get("symmetry_kept"):
+                    atoms = _cell_symmetrized(plan[k][0], atoms)
+            elif self.first_pass == "volume" and plan[k][3] == 0:
                 atoms = _rescaled(plan[k][0], atoms)
             elif self.first_pass == "symmetrize" and plan[k][3] == 0:
                 atoms = _symmetrized(plan[k][0], atoms)
@@ -159,7 +168,8 @@ class UniMatSeedSource:
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized",
-                                                     "spacegroup", "spacegroup_source") if key in atoms.info}  # fmt: skip
+                                                     "symmetry_kept", "spacegroup", "spacegroup_source")
+                    if key in atoms.info}  # fmt: skip
             info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
                                    **{f"unimat_{key}": v for key, v in info.items()}))
@@ -201,7 +211,7 @@ class UniMatSeedSource:
         return spacegroup_number(start)
 
     def _generate(self, counts, indices: list[int], run_seed: int, starts: list, strength: float, *,
-                  spacegroup: int | None = None) -> list:  # fmt: skip
+                  spacegroup: int | None = None, keep_symmetry: bool = False) -> list:  # fmt: skip
         begin = None if starts[0] is None else starts
         spacegroup, prior = (spacegroup, None) if spacegroup else self._condition()
         try:
@@ -209,6 +219,7 @@ class UniMatSeedSource:
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
                 guidance=self.guidance, steps=self.steps or self.network().config.diffusion.default_steps, sampler=self.sampler, device=self.device,
                 batch_size=self.batch_size, start=begin, strength=strength, spacegroup=spacegroup, spacegroup_prior=prior,
+                keep_symmetry=keep_symmetry,
             )  # fmt: skip
         except FormulaError as err:
             raise NoSeedsForFormula(f"the UniMat model cannot build {formula_label(counts)}: {err}") from None
@@ -221,8 +232,10 @@ class UniMatSeedSource:
             return {k: (None, 1.0, "noise (small cell)", None) for k in indices}
 
         if self._templates is None:
-            self._templates = TemplateSeedSource(reference=self._template_index(self.template_reference),
-                                                 **dict(self.template_options or {}))
+            options = dict(self.template_options or {})
+            if self.start == "symmetry":  # every pass keeps the exact template's operations: no perturbation
+                options = {"strain": 0.0, "rattle": 0.0, **options}
+            self._templates = TemplateSeedSource(reference=self._template_index(self.template_reference), **options)
         levels = self.strengths
         try:
             templates = self._templates.make(counts, indices, run_seed=run_seed)
@@ -235,7 +248,8 @@ class UniMatSeedSource:
             origin = (f"template {info.get('template_id', '?')}{ordering} rank {info.get('template_rank')} "
                       f"cycle {info.get('template_cycle')}")  # fmt: skip
             cycle = int(info.get("template_cycle", 0))
-            plan[k] = (seed.atoms, levels[min(cycle, len(levels) - 1)], origin, cycle)
+            level = 1.0 if self.start == "symmetry" else levels[min(cycle, len(levels) - 1)]
+            plan[k] = (seed.atoms, level, origin, cycle)
         return plan
 
 
@@ -265,5 +279,17 @@ def _symmetrized(template, denoised):
         atoms = project_onto_symmetry(denoised, reference)
     except SymmetryError:
         return denoised
+    atoms.info["symmetrized"] = True
+    return atoms
+
+
+def _cell_symmetrized(template, sample):
+    """``sample`` (coordinates already in ``template``'s symmetry) with its cell metric averaged too."""
+    try:
+        rotations, _, _ = symmetry_operations(decode(*encode(template)))
+    except SymmetryError:
+        return sample
+    atoms = sample.copy()
+    atoms.set_cell(symmetrized_cell(sample.cell[:], rotations), scale_atoms=True)
     atoms.info["symmetrized"] = True
     return atoms

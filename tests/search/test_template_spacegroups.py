@@ -110,3 +110,24 @@ def test_the_prior_and_the_templates_of_one_source_share_one_load_of_the_referen
     _, prior = source._condition()  # the space-group prior of its noise samples
     assert prior.distribution({"Cs": 1, "Br": 1})[2] == "templates"
     assert len(loads) == 1
+
+
+def test_symmetry_start_samples_inside_each_templates_symmetry(spacegroup_model):
+    import spglib
+
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    index = TemplateIndex.from_atoms([bulk("ZnO", "wurtzite", a=3.25, c=5.2)], ["wurtzite"])
+    source = UniMatSeedSource(model=spacegroup_model, template_reference=index, device="cpu", steps=4, start="symmetry")
+    seeds = source.make({"Ga": 2, "N": 2}, [0, 1, 2], run_seed=0)  # the wurtzite template, three times
+    positions = []
+    for seed in seeds:
+        atoms = seed.atoms
+        assert atoms.info["unimat_symmetry_kept"] is True and atoms.info["unimat_symmetrized"] is True
+        assert atoms.info["unimat_strength"] == 1.0 and atoms.info["unimat_start"].split()[1] == "wurtzite"
+        found = spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=1e-3)
+        assert found.number in (186, 194)  # the template's P6_3mc (or its supergroup)
+        positions.append(atoms.get_scaled_positions())
+    assert not np.allclose(positions[0], positions[1], atol=1e-3)  # the noise, not a perturbation, differs
+    with pytest.raises(SeedSourceError, match="unknown UniMat start"):
+        UniMatSeedSource(start="symmetric")
