@@ -10,9 +10,9 @@ BINS: dict[str, tuple[int, int]] = {"1-6": (1, 6), "7-12": (7, 12), "13-20": (13
 
 ENERGY_TOLERANCE = 0.005  # eV/atom above the reference still counted as a hit
 PURE_SOURCES = ("unimat", "random", "template")  # what "mixed" mixes
-SOURCE_ORDER = ("unimat", "unimat-template", "random", "random-sym", "template", "mixed")  # every source, in table order
-MODEL_SOURCES = ("unimat", "unimat-template")  # load the UniMat model (probed when built, to fail early)
-TEMPLATE_SOURCES = ("template", "unimat-template")  # need the template index over the training set
+SOURCE_ORDER = ("unimat", "unimat-template", "unimat-sym", "random", "random-sym", "template", "mixed")  # every source, in table order
+MODEL_SOURCES = ("unimat", "unimat-template", "unimat-sym")  # load the UniMat model (probed when built, to fail early)
+TEMPLATE_SOURCES = ("template", "unimat-template", "unimat-sym")  # need the template index over the training set
 RATIOS = (
     ("unimat", "random"),
     ("unimat", "random-sym"),
@@ -20,11 +20,14 @@ RATIOS = (
     ("unimat-template", "random"),
     ("unimat-template", "random-sym"),
     ("unimat-template", "template"),
+    ("unimat-sym", "random"),
+    ("unimat-sym", "random-sym"),
+    ("unimat-sym", "template"),
     ("template", "random"),
     ("mixed", "random"),
 )
 UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms", "spacegroup",
-                  "volume")  # --unimat-option
+                  "volume", "start")  # --unimat-option
 TEMPLATE_OPTIONS = ("ordered",)  # --template-option (both template-based sources)
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

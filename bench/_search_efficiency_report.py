@@ -20,9 +20,9 @@ def plot(per_target: Sequence[Mapping[str, Any]], sources: Sequence[str], bins: 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(bins), figsize=(max(4.2 * len(bins), 7.0), 6.4), squeeze=False, sharex="col")
-    colors = {"unimat": "tab:red", "unimat-template": "tab:orange", "random": "tab:blue", "template": "tab:green",
-              "mixed": "tab:purple"}  # fmt: skip
-    markers = {"unimat": "o", "unimat-template": "v", "random": "s", "template": "^", "mixed": "D"}
+    colors = {"unimat": "tab:red", "unimat-template": "tab:orange", "unimat-sym": "tab:brown", "random": "tab:blue",
+              "template": "tab:green", "mixed": "tab:purple"}  # fmt: skip
+    markers = {"unimat": "o", "unimat-template": "v", "unimat-sym": "P", "random": "s", "template": "^", "mixed": "D"}
     for col, name in enumerate(bins):
         rows = [t for t in per_target if t["bin"] == name]
         n_max = 1

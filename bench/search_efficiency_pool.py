@@ -36,7 +36,7 @@ from bench._search_efficiency_config import RESULTS_DIR, SOURCE_ORDER
 from bench._search_efficiency_scoring import geometric_mean, summarise
 
 SHARED_SETTINGS = ("run_seed", "calculator", "fmax", "max_steps", "time_limit")
-UNIMAT_SOURCES = ("unimat", "unimat-template")
+UNIMAT_SOURCES = ("unimat", "unimat-template", "unimat-sym")
 LARGE_BINS = ("7-12", "13-20")
 
 
@@ -153,6 +153,12 @@ ISSUE13_CRITERIA = (
     ("unimat", ("1-6",), "1/p vs random", "random", 1.0),
     ("unimat-template", LARGE_BINS, "1/p vs template", "template", 0.7),
     ("unimat-template", ("7-12",), "1/p", None, 1.8),
+    # unimat-sym (from noise inside the templates' symmetry) against the from-noise and the template criteria
+    ("unimat-sym", LARGE_BINS, "1/p vs random", "random", 0.33),
+    ("unimat-sym", LARGE_BINS, "1/p vs random-sym", "random-sym", 1.0),
+    ("unimat-sym", LARGE_BINS, "steps/seed vs random", "random", 0.5),
+    ("unimat-sym", ("1-6",), "1/p vs random", "random", 1.0),
+    ("unimat-sym", LARGE_BINS, "1/p vs template", "template", 0.7),
 )
 
 

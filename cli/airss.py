@@ -74,7 +74,7 @@ def main() -> None:
     default="unimat-template",
     show_default=True,
     help="Seed sources: unimat (sampled from noise), unimat-template (UniMat denoising of noised "
-    "prototype templates), random, random-sym (random with AIRSS SYMMOPS 2-4), template, mixed:F (F unimat, rest random) or weights like "
+    "prototype templates), unimat-sym (sampled from noise inside each template's symmetry), random, random-sym (random with AIRSS SYMMOPS 2-4), template, mixed:F (F unimat, rest random) or weights like "
     "unimat:0.5,template:0.3,random:0.2, or file:PATH (structures from a file, folder, glob or earlier run "
     "directory).",
 )

@@ -34,14 +34,15 @@ def make_seed_sources(
     Parameters
     ----------
     spec
-        ``"unimat"``, ``"random"``, ``"random-sym"`` (random with AIRSS ``#SYMMOPS=2-4``), ``"template"``,
+        ``"unimat"``, ``"unimat-template"``, ``"unimat-sym"`` (UniMat from noise inside each template's
+        symmetry), ``"random"``, ``"random-sym"`` (random with AIRSS ``#SYMMOPS=2-4``), ``"template"``,
         ``"mixed:0.7"``, ``"unimat:0.5,template:0.3,random:0.2"`` or ``"file:PATH"`` (structures read
         from files, :mod:`ase_unimat.search.file_seeds`).
     model
         UniMat model object or path for the ``unimat`` source (``None``: the bundled default).
     template_reference
-        HDF5 file or CIF folder (or a built ``TemplateIndex``) for the ``template`` and
-        ``unimat-template`` sources (``None``: the ``reference.h5`` shipped beside ``model``, else the
+        HDF5 file or CIF folder (or a built ``TemplateIndex``) for the ``template``,
+        ``unimat-template`` and ``unimat-sym`` sources (``None``: the ``reference.h5`` shipped beside ``model``, else the
         bundled default model's training set).
     cell_spec
         A parsed AIRSS seed file (:class:`ase_unimat.search.buildcell.CellSpec`) or its path. Given a
@@ -61,17 +62,17 @@ def make_seed_sources(
             raise SeedSourceError("seed spec 'file:' needs a path, e.g. file:old_run or 'file:cifs/*.cif'")
         return MixedSeedSource(sources={"file": FileSeedSource(path)}, weights={"file": 1.0})
     weights = parse_seed_spec(spec)
-    if template_reference is None and any(name in ("template", "unimat-template") for name in weights):
+    if template_reference is None and any(name in ("template", "unimat-template", "unimat-sym") for name in weights):
         template_reference = model_reference(model)  # the model's own training set, else the bundled one
     if cell_spec is not None and not hasattr(cell_spec, "options"):
         cell_spec = read_cell(cell_spec)
     sources: dict[str, SeedSource] = {}
     for name in weights:
-        if name in ("unimat", "unimat-template"):
+        if name in ("unimat", "unimat-template", "unimat-sym"):
             options = dict(unimat_options or {})
-            if name == "unimat-template":
-                options.update(start="template", template_reference=template_reference,
-                               template_options=template_options)  # fmt: skip
+            if name != "unimat":
+                options.update(start="template" if name == "unimat-template" else "symmetry",
+                               template_reference=template_reference, template_options=template_options)  # fmt: skip
             sources[name] = UniMatSeedSource(model=model, name=name, **options)
         elif name == "template":
             sources[name] = TemplateSeedSource(reference=template_reference, **dict(template_options or {}))

@@ -32,7 +32,7 @@ from ase import Atoms
 from ase_unimat.core.formula import formula_label
 
 #: Source names a spec may use.
-SOURCE_NAMES = ("unimat", "unimat-template", "template", "random", "random-sym", "cell")
+SOURCE_NAMES = ("unimat", "unimat-template", "unimat-sym", "template", "random", "random-sym", "cell")
 
 
 class SeedSourceError(ValueError):
@@ -48,7 +48,7 @@ class Seed:
     """One unrelaxed starting structure and where it came from."""
 
     id: str  # reproducible, e.g. "Mg2SiO4-unimat-000017"
-    source: str  # "unimat" | "unimat-template" | "template" | "random" | "random-sym" | "cell"
+    source: str  # "unimat" | "unimat-template" | "unimat-sym" | "template" | "random" | "random-sym" | "cell"
     atoms: Atoms  # unrelaxed; info has "source", "seed", "index" and source-specific keys
 
 

@@ -182,3 +182,24 @@ def test_table_volume_scales_noise_samples_to_the_per_element_estimate(source):
         assert np.allclose(a.atoms.cell.cellpar()[3:], b.atoms.cell.cellpar()[3:], atol=1e-6)  # same shape
     with pytest.raises(SeedSourceError, match="unknown UniMat volume 'big'"):
         UniMatSeedSource(volume="big")
+
+
+def test_unimat_sym_spec_samples_inside_the_templates_symmetry(template_source):
+    import spglib
+
+    from ase_unimat.search.seed_registry import make_seed_sources
+
+    reference = template_source.sources["unimat-template"].template_reference
+    model = template_source.sources["unimat-template"].network()
+    sym = make_seed_sources("unimat-sym", model=model, template_reference=reference,
+                            unimat_options={"device": "cpu", "steps": 4})  # fmt: skip
+    assert sym.sources["unimat-sym"].start == "symmetry"
+    seeds = sym.make({"K": 1, "Br": 1}, [0, 1], run_seed=0)
+    for seed in seeds:
+        assert seed.source == "unimat-sym" and seed.id.startswith("KBr-unimat-sym-")
+        atoms = seed.atoms
+        found = spglib.get_symmetry_dataset((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=1e-3)
+        assert found.number in (221, 225)  # CsCl-type or rocksalt: the template's own group
+    unchanged = make_seed_sources("unimat-sym", model=model, template_reference=reference,
+                                  unimat_options={"device": "cpu", "steps": 4, "start": "noise"})  # fmt: skip
+    assert unchanged.sources["unimat-sym"].start == "symmetry"  # the name decides the start
