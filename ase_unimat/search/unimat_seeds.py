@@ -39,7 +39,7 @@ from ase_unimat.search.templates import TemplateIndex, default_reference
 from ase_unimat.search.volume import estimate_volume
 
 STARTS = ("noise", "template", "symmetry")
-FIRST_PASSES = ("denoise", "volume", "symmetrize")
+FIRST_PASSES = ("denoise", "volume", "symmetrize", "template")
 VOLUMES = ("model", "table")
 
 
@@ -62,7 +62,8 @@ class UniMatSeedSource:
         ``"symmetry"``: sample from noise while every step keeps the space-group operations of
         template ``k`` (its Wyckoff positions, not its coordinates:
         :mod:`ase_unimat.model.symmetry_constraint`), conditioned on its space group, the cell's
-        metric averaged over its rotations at the end; ``strength`` and ``first_pass`` do not apply.
+        metric averaged over its rotations at the end; ``strength`` does not apply, and of the
+        ``first_pass`` options only ``"template"``.
     strength
         Noise level (diffusion time in (0, 1]) the templates are noised to when ``start="template"``;
         a tuple gives the level of each pass over the candidates (see the module docstring).
@@ -72,8 +73,9 @@ class UniMatSeedSource:
         What the first pass over the templates yields with ``start="template"``: ``"denoise"`` the
         denoised structure itself, ``"volume"`` the template's own arrangement and cell shape
         (symmetry intact) scaled to the volume of its denoised version, ``"symmetrize"`` the denoised
-        structure averaged over the template's space group (see :mod:`ase_unimat.search.symmetry`).
-        Later passes always denoise.
+        structure averaged over the template's space group (see :mod:`ase_unimat.search.symmetry`),
+        ``"template"`` the template itself (no model: the model's seeds are the later passes, which
+        explore where the template source only perturbs). Later passes always use the model.
     template_min_atoms
         Cells with fewer atoms are sampled from noise even with ``start="template"``.
     spacegroup
@@ -142,9 +144,14 @@ class UniMatSeedSource:
             return []
         plan = self._plan(counts, indices, run_seed)  # k -> (start atoms or None, strength, origin, cycle)
         structures: dict[int, Any] = {}
-        own = {k: self._start_spacegroup(plan[k][0]) for k in indices}  # a start template's own space group
-        for strength, number in sorted({(plan[k][1], own[k] or 0) for k in indices}):
-            group = [k for k in indices if plan[k][1] == strength and (own[k] or 0) == number]
+        kept = {k for k in indices if self.first_pass == "template" and plan[k][3] == 0}  # first pass: templates
+        for k in kept:
+            structures[k] = plan[k][0].copy()
+            structures[k].info = {"strength": 0.0}
+        made_here = [k for k in indices if k not in kept]
+        own = {k: self._start_spacegroup(plan[k][0]) for k in made_here}  # a start template's own space group
+        for strength, number in sorted({(plan[k][1], own[k] or 0) for k in made_here}):
+            group = [k for k in made_here if plan[k][1] == strength and (own[k] or 0) == number]
             starts = [plan[k][0] for k in group]
             made = self._generate(counts, group, run_seed, starts, strength, spacegroup=number or None,
                                   keep_symmetry=self.start == "symmetry" and starts[0] is not None)
@@ -155,7 +162,9 @@ class UniMatSeedSource:
         seeds = []
         for k in indices:
             atoms = structures[k]
-            if self.start == "symmetry":
+            if k in kept:
+                pass
+            elif self.start == "symmetry":
                 if atoms.info.get("symmetry_kept"):
                     atoms = _cell_symmetrized(plan[k][0], atoms)
             elif self.first_pass == "volume" and plan[k][3] == 0:

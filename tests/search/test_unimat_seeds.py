@@ -203,3 +203,21 @@ def test_unimat_sym_spec_samples_inside_the_templates_symmetry(template_source):
     unchanged = make_seed_sources("unimat-sym", model=model, template_reference=reference,
                                   unimat_options={"device": "cpu", "steps": 4, "start": "noise"})  # fmt: skip
     assert unchanged.sources["unimat-sym"].start == "symmetry"  # the name decides the start
+
+
+def test_template_first_pass_keeps_the_templates_and_the_model_makes_the_later_passes(template_source):
+    from dataclasses import replace
+
+    from ase_unimat.search.seed_registry import make_seed_sources
+
+    reference = template_source.sources["unimat-template"].template_reference
+    plain = make_seed_sources("template", template_reference=reference).make({"K": 1, "Br": 1}, [0, 1], run_seed=0)
+    for start in ("template", "symmetry"):
+        source = replace(template_source.sources["unimat-template"], start=start, first_pass="template")
+        seeds = source.make({"K": 1, "Br": 1}, [0, 1, 2, 3], run_seed=0)  # 2 candidates: pass 0 = seeds 0, 1
+        for seed, template in zip(seeds[:2], plain, strict=True):
+            assert seed.atoms.info["unimat_strength"] == 0.0 and "unimat_model" not in seed.atoms.info
+            np.testing.assert_allclose(seed.atoms.positions, template.atoms.positions)
+            np.testing.assert_allclose(seed.atoms.cell[:], template.atoms.cell[:])
+        for seed in seeds[2:]:
+            assert seed.atoms.info["unimat_strength"] > 0.0 and "unimat_model" in seed.atoms.info
