@@ -84,7 +84,8 @@ class UniMatSeedSource:
     volume
         The cell volume of samples drawn from noise: ``"model"`` as sampled, ``"table"`` scaled
         isotropically to the per-element volume estimate of random seeds
-        (:func:`~ase_unimat.search.volume.estimate_volume`). Denoised templates keep theirs.
+        (:func:`~ase_unimat.search.volume.estimate_volume`); samples inside a template's symmetry
+        count as drawn from noise. Denoised templates keep theirs.
     """
 
     model: Any = None
@@ -171,7 +172,8 @@ class UniMatSeedSource:
                 atoms = _rescaled(plan[k][0], atoms)
             elif self.first_pass == "symmetrize" and plan[k][3] == 0:
                 atoms = _symmetrized(plan[k][0], atoms)
-            if self.volume == "table" and plan[k][0] is None:
+            from_noise = plan[k][0] is None or (self.start == "symmetry" and k not in kept)
+            if self.volume == "table" and from_noise:
                 atoms = _scaled_to(atoms, estimate_volume(counts))
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "

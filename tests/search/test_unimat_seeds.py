@@ -221,3 +221,15 @@ def test_template_first_pass_keeps_the_templates_and_the_model_makes_the_later_p
             np.testing.assert_allclose(seed.atoms.cell[:], template.atoms.cell[:])
         for seed in seeds[2:]:
             assert seed.atoms.info["unimat_strength"] > 0.0 and "unimat_model" in seed.atoms.info
+
+
+def test_table_volume_also_scales_samples_inside_a_templates_symmetry(template_source):
+    from dataclasses import replace
+
+    from ase_unimat.search.volume import estimate_volume
+
+    base = replace(template_source.sources["unimat-template"], start="symmetry")
+    for seed in replace(base, volume="table").make({"K": 1, "Br": 1}, [0, 1], run_seed=0):
+        assert seed.atoms.get_volume() == pytest.approx(estimate_volume({"K": 1, "Br": 1}), rel=1e-6)
+    kept = replace(base, volume="table", first_pass="template").make({"K": 1, "Br": 1}, [0], run_seed=0)[0]
+    assert kept.atoms.get_volume() != pytest.approx(estimate_volume({"K": 1, "Br": 1}), rel=1e-3)  # the template's own
