@@ -171,10 +171,10 @@ def _plot(rows: list[dict], path: Path) -> None:
     curves.set_ylabel("EMA validation loss (mp_20/val)")
     curves.set_ylim(0.6, 1.6)
     curves.legend(fontsize=7)
-    for size in sorted({r["parameters_M"] for r in rows}):
-        same = sorted((r for r in rows if r["parameters_M"] == size), key=lambda r: r["structures"])
+    for size in sorted({round(r["parameters_M"], 1) for r in rows}):  # 0.37M and 0.40M (+ space group): one size
+        same = sorted((r for r in rows if round(r["parameters_M"], 1) == size), key=lambda r: r["structures"])
         x = [r["structures"] for r in same]
-        label = f"{size}M parameters"
+        label = f"~{size}M parameters"
         loss.plot(x, [r["unconditioned_val_loss"] for r in same], marker="o", label=label)
         with_csp = [r for r in same if r.get("csp")]
         csp.plot([r["structures"] for r in with_csp], [100 * r["csp"]["match_at_k"] for r in with_csp], marker="o",
