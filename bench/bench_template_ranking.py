@@ -14,8 +14,11 @@ Protocol
   angle_tol=10)`` fits it to the test structure (unrelaxed, a proxy for "relaxes to it").
 - **Model score**: the per-candidate denoising loss (coordinate + lattice terms, as in training) at
   ``n_times`` stratified times ``t = (i + 0.5) / n_times`` with the same noise for every candidate
-  of a target (common random numbers), averaged over all times or over the low-noise half.
-- **Rankings**: ``template order``, ``prior``, ``model``, ``model (t < 0.5)``, ``model + 0.1 prior``.
+  of a target (common random numbers; :func:`ase_unimat.model.plausibility.plausibility`),
+  averaged over all times or over the low-noise half; for a space-group model also conditioned on
+  each candidate's own space group (spglib, ``symprec`` 0.1).
+- **Rankings**: ``template order``, ``prior``, ``model``, ``model (t < 0.5)``, ``model + 0.1 prior``,
+  and the same three with the own space group.
   Per ranking, over targets with at least one matching candidate: the share whose first match is
   at rank 1, <= 3, <= 10, and the mean reciprocal rank of the first match.
 
@@ -58,50 +61,16 @@ def ranking_targets(config: dict[str, Any]) -> list[Any]:
     return [records[i] for i in order]
 
 
-def denoising_losses(net: Any, candidates: Sequence[Any], counts: dict[str, int], *, n_times: int,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Coordinate and lattice denoising losses ``(C, T)`` of each candidate at ``n_times`` stratified times."""
-    import torch
-
-    from ase_unimat.core.representation import encode
-    from ase_unimat.generation import composition_for
-    from ase_unimat.model.cell_reduction import reduce_cells
-    from ase_unimat.model.diffusion import wrapped_normal_score
-
-    encoded = [encode(a, n_slots=net.n_slots) for a in candidates]
-    coords0 = torch.as_tensor(np.stack([c for c, _ in encoded]))  # (C, L, 9, 18, 3)
-    lattice0 = torch.as_tensor(np.stack([lat for _, lat in encoded])).float()  # (C, 6)
-    coords0, lattice0 = reduce_cells(coords0, lattice0)
-    c = len(candidates)
-    composition = torch.as_tensor(composition_for(net, counts), dtype=torch.float32).expand(c, -1, -1)  # (C, 9, 18)
-    occupied = coords0[..., 0] > -0.5  # (C, L, 9, 18)
-    weight = occupied.float()[..., None]  # (C, L, 9, 18, 1)
-    generator = torch.Generator().manual_seed(seed)
-    eps_x = torch.randn((n_times, *coords0.shape[1:]), generator=generator)  # same noise for every candidate
-    eps_l = torch.randn((n_times, 6), generator=generator)
-    z0 = net.scaler.encode(lattice0, composition.sum((1, 2)))  # (C, 6)
-    coord_loss, lattice_loss = np.zeros((c, n_times)), np.zeros((c, n_times))
-    with torch.no_grad():
-        for i in range(n_times):
-            t = torch.full((c,), (i + 0.5) / n_times)
-            sigma = net.sigma(t).view(-1, 1, 1, 1, 1).expand_as(coords0)  # (C, L, 9, 18, 3)
-            noisy = torch.remainder(coords0 + sigma * eps_x[i], 1.0)
-            noisy = torch.where(occupied[..., None], noisy, torch.full_like(noisy, 0.5))
-            ab = net.alpha_bar(t)[:, None]  # (C, 1)
-            out = net.network(noisy, ab.sqrt() * z0 + (1 - ab).sqrt() * eps_l[i], t, composition)
-            target = wrapped_normal_score(sigma * eps_x[i], sigma, n_images=net.config.diffusion.n_images)
-            target = target / net.score_rms(sigma)
-            coord_loss[:, i] = (((out.coords - target) ** 2 * weight).sum((1, 2, 3, 4)) / (3 * weight.sum((1, 2, 3, 4)))).numpy()
-            lattice_loss[:, i] = ((out.lattice - eps_l[i]) ** 2).mean(1).numpy()
-    return coord_loss, lattice_loss
-
-
 RANKINGS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
     "template order": lambda r: np.arange(len(r["prior"])),
     "prior": lambda r: r["prior"],
     "model": lambda r: r["coord"].mean(1) + r["lattice"].mean(1),
     "model (t < 0.5)": lambda r: (r["coord"] + r["lattice"])[:, : r["coord"].shape[1] // 2].mean(1),
     f"model + {PRIOR_WEIGHT} prior": lambda r: r["coord"].mean(1) + r["lattice"].mean(1) + PRIOR_WEIGHT * r["prior"],
+    "model, own space group": lambda r: r["coord_sg"].mean(1) + r["lattice_sg"].mean(1),
+    "model, own space group (t < 0.5)": lambda r: (r["coord_sg"] + r["lattice_sg"])[:, : r["coord_sg"].shape[1] // 2].mean(1),
+    f"model, own space group + {PRIOR_WEIGHT} prior": lambda r: (r["coord_sg"].mean(1) + r["lattice_sg"].mean(1)
+                                                                 + PRIOR_WEIGHT * r["prior"]),
 }
 
 
@@ -124,6 +93,8 @@ def run(*, quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from ase_unimat.generation import load_model
+    from ase_unimat.model.plausibility import plausibility
+    from ase_unimat.search.airss_io import spacegroup_number
     from ase_unimat.search.templates import NoTemplateError, TemplateIndex
 
     torch.set_num_threads(1)
@@ -145,10 +116,13 @@ def run(*, quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
         candidates = [found[i] for i in range(n)]
         truth = Structure.from_str(record.cif, fmt="cif")
         match = np.array([matcher.fit(AseAtomsAdaptor.get_structure(c.atoms), truth) for c in candidates])
-        coord, lattice = denoising_losses(net, [c.atoms for c in candidates], dict(record.counts),
-                                          n_times=config["n_times"], seed=config["noise_seed"])  # fmt: skip
-        rows.append({"match": match, "prior": np.array([c.prior for c in candidates]), "coord": coord,
-                     "lattice": lattice})  # fmt: skip
+        structures = [c.atoms for c in candidates]
+        times = [(i + 0.5) / config["n_times"] for i in range(config["n_times"])]
+        plain = plausibility(net, structures, times=times, draws=1, seed=config["noise_seed"])
+        own = plausibility(net, structures, spacegroups=[spacegroup_number(a) for a in structures], times=times,
+                           draws=1, seed=config["noise_seed"]) if net.spacegroup_conditioned else plain  # fmt: skip
+        rows.append({"match": match, "prior": np.array([c.prior for c in candidates]), "coord": plain.coord,
+                     "lattice": plain.lattice, "coord_sg": own.coord, "lattice_sg": own.lattice})  # fmt: skip
         per_target.append({"material_id": record.material_id, "formula": record.reduced_formula,
                            "natoms": record.natoms, "candidates": len(found),
                            "matching_ranks": np.nonzero(match)[0].tolist()})  # fmt: skip

@@ -40,6 +40,7 @@ has it for 4,824 of 6,045 structures, so it stays a possible extension.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -105,6 +106,26 @@ def wrapped_normal_score_rms(sigma: torch.Tensor, *, n_images: int) -> torch.Ten
 
 
 # ---------------------------------------------------------------- the model
+
+
+@dataclass
+class DenoisingErrors:
+    """Per-structure errors of :meth:`UniMatModel.denoising_errors`, each ``(B,)``.
+
+    ``coord`` sums the squared coordinate errors over the structure's ``n_coords`` occupied
+    coordinates; ``lattice`` is the mean squared lattice-noise error; ``occupancy`` the mean
+    squared occupancy error (dense network only, else None).
+    """
+
+    coord: torch.Tensor
+    n_coords: torch.Tensor
+    lattice: torch.Tensor
+    occupancy: torch.Tensor | None = None
+
+    @property
+    def coord_mean(self) -> torch.Tensor:
+        """(B,) mean squared coordinate error per coordinate."""
+        return self.coord / self.n_coords.clamp(min=1)
 
 
 class UniMatModel(nn.Module):
@@ -222,15 +243,58 @@ class UniMatModel(nn.Module):
         loss, terms
             Scalar loss to backpropagate; detached per-term floats for logging.
         """
+        if self.training:
+            with torch.no_grad():
+                self.seen_elements |= batch["composition"].sum(0) > 0
+        errors = self.denoising_errors(batch, generator=generator)
+        d = self.config.diffusion
+        coord_loss = errors.coord.sum() / errors.n_coords.sum().clamp(min=1)
+        lattice_loss = errors.lattice.mean()
+        total = d.coord_weight * coord_loss + d.lattice_weight * lattice_loss
+        terms = {"coord": float(coord_loss.detach()), "lattice": float(lattice_loss.detach())}
+        if errors.occupancy is not None:
+            occ_loss = errors.occupancy.mean()
+            total = total + d.occupancy_weight * occ_loss
+            terms["occupancy"] = float(occ_loss.detach())
+        terms["loss"] = float(total.detach())
+        return total, terms
+
+    def denoising_errors(
+        self,
+        batch: dict[str, torch.Tensor],
+        *,
+        t: torch.Tensor | None = None,
+        spacegroup: torch.Tensor | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DenoisingErrors:
+        """Per-structure squared errors of one denoising step: the terms :meth:`loss` averages.
+
+        Parameters
+        ----------
+        batch
+            As for :meth:`loss` (``spacegroup (B,)`` read when the network is conditioned on it).
+        t
+            ``(B,)`` diffusion times; None draws them as in training (``u ** time_power``).
+        spacegroup
+            ``(B,)`` int64 condition (0 = none) used as given; None takes the batch's, dropped with
+            ``cond_drop_prob`` as in training.
+        noise
+            ``(coords (B, L, 9, 18, 3), lattice (B, 6))`` standard normal noise used instead of
+            drawn noise (common random numbers when comparing structures of one composition).
+        generator
+            Source of the times and noise (``torch`` global RNG when None).
+
+        A structure's errors at fixed times, averaged over noise draws, estimate its denoising
+        loss under the model: lower means the model finds it more plausible (the diffusion ELBO up
+        to weights), which ranks candidate structures of one composition.
+        """
         d = self.config.diffusion
         coords0, lattice0, composition = batch["coords"], batch["lattice"].float(), batch["composition"].float()
         if d.reduce_cells:
             coords0, lattice0 = reduce_cells(coords0, lattice0)
         b, device = coords0.shape[0], coords0.device
         occupied = coords0[..., 0] > -0.5  # (B, L, 9, 18)
-        if self.training:
-            with torch.no_grad():
-                self.seen_elements |= composition.sum(0) > 0
         natoms = natoms_of(composition)
 
         def rand(*shape):
@@ -239,15 +303,16 @@ class UniMatModel(nn.Module):
         def randn(*shape):
             return torch.randn(shape, generator=generator, device=device)
 
-        t = rand(b) ** d.time_power  # (B,)
+        t = rand(b) ** d.time_power if t is None else t.to(device).float()  # (B,)
         sigma = self.sigma(t)
-        eps_x = randn(*coords0.shape)  # (B, L, 9, 18, 3)
+        eps_x = randn(*coords0.shape) if noise is None else noise[0].to(device)  # (B, L, 9, 18, 3)
         noisy = torch.remainder(coords0 + sigma.view(-1, 1, 1, 1, 1) * eps_x, 1.0)
-        noisy = torch.where(occupied[..., None], noisy, rand(*coords0.shape))
+        empty = rand(*coords0.shape) if noise is None else torch.remainder(eps_x, 1.0)  # empty slots: anything
+        noisy = torch.where(occupied[..., None], noisy, empty)
 
         ab = self.alpha_bar(t)[:, None]  # (B, 1)
         z0 = self.scaler.encode(lattice0, natoms)  # (B, 6)
-        eps_l = randn(b, 6)
+        eps_l = randn(b, 6) if noise is None else noise[1].to(device)
         z_t = ab.sqrt() * z0 + (1 - ab).sqrt() * eps_l
 
         occ_t = eps_o = None
@@ -262,7 +327,10 @@ class UniMatModel(nn.Module):
 
         extra = {}
         if self.spacegroup_conditioned:
-            extra["spacegroup"] = self._training_spacegroup(batch, b, device, rand)
+            if spacegroup is None:
+                extra["spacegroup"] = self._training_spacegroup(batch, b, device, rand)
+            else:
+                extra["spacegroup"] = spacegroup.to(device).long()
         out = self.network(noisy, z_t, t, cond, occupancy=occ_t, **extra)
 
         target_x = torch.zeros_like(coords0)
@@ -274,17 +342,14 @@ class UniMatModel(nn.Module):
         else:
             target_x[occupied] = eps_x[occupied]
         weight = occupied.float()[..., None]  # (B, L, 9, 18, 1)
-        coord_loss = ((out.coords - target_x) ** 2 * weight).sum() / (3 * weight.sum().clamp(min=1))
-        lattice_loss = ((out.lattice - eps_l) ** 2).mean()
-        total = d.coord_weight * coord_loss + d.lattice_weight * lattice_loss
-        terms = {"coord": float(coord_loss.detach()), "lattice": float(lattice_loss.detach())}
+        coord = ((out.coords - target_x) ** 2 * weight).flatten(1).sum(1)  # (B,)
+        n_coords = 3 * weight.flatten(1).sum(1)  # (B,)
+        lattice = ((out.lattice - eps_l) ** 2).mean(1)  # (B,)
+        occupancy = None
         if self.unconditional:
             cells = self.occupiable[None, None].float()  # (1, 1, 9, 18)
-            occ_loss = ((out.occupancy - eps_o) ** 2 * cells).sum() / (cells.sum() * b * self.n_slots)
-            total = total + d.occupancy_weight * occ_loss
-            terms["occupancy"] = float(occ_loss.detach())
-        terms["loss"] = float(total.detach())
-        return total, terms
+            occupancy = ((out.occupancy - eps_o) ** 2 * cells).flatten(1).sum(1) / (cells.sum() * self.n_slots)  # (B,)
+        return DenoisingErrors(coord=coord, n_coords=n_coords, lattice=lattice, occupancy=occupancy)
 
     # ------------------------------------------------------------ sampling support
 

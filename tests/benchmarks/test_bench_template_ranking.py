@@ -13,7 +13,8 @@ def tr(bench_module):
 
 def row(match, prior, loss):
     loss = np.asarray(loss, dtype=float)[:, None].repeat(4, axis=1)  # (C, T): the same loss at every time
-    return {"match": np.asarray(match), "prior": np.asarray(prior, dtype=float), "coord": loss, "lattice": 0 * loss}
+    return {"match": np.asarray(match), "prior": np.asarray(prior, dtype=float), "coord": loss, "lattice": 0 * loss,
+            "coord_sg": loss[::-1], "lattice_sg": 0 * loss}  # the space-group score reverses the order
 
 
 def test_rank_metrics_find_the_first_match_under_each_ranking(tr):
@@ -26,3 +27,4 @@ def test_rank_metrics_find_the_first_match_under_each_ranking(tr):
     assert metrics["template order"] == {"targets": 2, "at_1": 0.5, "at_3": 1.0, "at_10": 1.0, "mrr": pytest.approx(2 / 3)}
     assert metrics["model"]["at_1"] == 1.0 and metrics["model"]["mrr"] == 1.0
     assert metrics["prior"] == metrics["template order"]
+    assert metrics["model, own space group"]["at_1"] == 0.0 and metrics["model, own space group"]["mrr"] == pytest.approx(1 / 3)

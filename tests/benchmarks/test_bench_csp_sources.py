@@ -1,0 +1,36 @@
+"""The seed-source CSP benchmark's summary and resumable cache (no model, no data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def cs(bench_module):
+    return bench_module("bench.bench_csp_sources")
+
+
+def test_summary_counts_a_match_at_k_and_unseeded_rows_as_misses(cs):
+    items = [
+        {"row": 0, "seeded": True, "rms": [0.1, None, None], "valid": 3, "natoms": 4},
+        {"row": 1, "seeded": True, "rms": [None, None, 0.2], "valid": 2, "natoms": 8},
+        {"row": 2, "seeded": False, "rms": [None, None, None], "valid": 0},
+        {"row": 3, "seeded": True, "rms": [None, None, None], "valid": 3, "natoms": 16},
+    ]
+    s = cs.summarise(items, 3)
+    assert s["rows"] == 4 and s["seeded"] == 3
+    assert s["match_at_1"] == 0.25 and s["match_at_3"] == 0.5
+    assert s["validity"] == pytest.approx(8 / 9)
+    assert s["by_atoms"]["7-12"] == {"rows": 1, "match_at_1": 0.0, "match_at_3": 1.0}
+    assert "match_at_5" not in s
+
+
+def test_the_cache_keeps_finished_rows_and_skips_a_cut_line(cs, tmp_path):
+    config = {"k": 2, "steps": 20}
+    path = cs._cache_path(tmp_path, "unimat", config)
+    assert path != cs._cache_path(tmp_path, "unimat", {"k": 3, "steps": 20})
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"row": 5, "seeded": True, "rms": [None, 0.1], "valid": 2}) + "\n" + '{"row": 6, "see')
+    assert list(cs._read_cache(path)) == [5]
