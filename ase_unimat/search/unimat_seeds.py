@@ -162,16 +162,7 @@ class UniMatSeedSource:
                 structures[k] = atoms
         seeds = []
         for k in indices:
-            atoms = structures[k]
-            if k in kept:
-                pass
-            elif self.start == "symmetry":
-                if atoms.info.get("symmetry_kept"):
-                    atoms = _cell_symmetrized(plan[k][0], atoms)
-            elif self.first_pass == "volume" and plan[k][3] == 0:
-                atoms = _rescaled(plan[k][0], atoms)
-            elif self.first_pass == "symmetrize" and plan[k][3] == 0:
-                atoms = _symmetrized(plan[k][0], atoms)
+            atoms = structures[k] if k in kept else self._finished(structures[k], plan[k][0], plan[k][3])
             from_noise = plan[k][0] is None or (self.start == "symmetry" and k not in kept)
             if self.volume == "table" and from_noise:
                 atoms = _scaled_to(atoms, estimate_volume(counts))
@@ -185,6 +176,16 @@ class UniMatSeedSource:
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
                                    **{f"unimat_{key}": v for key, v in info.items()}))
         return seeds
+
+    def _finished(self, atoms, start, cycle: int | None):
+        """A model sample after its mode's last touch: the symmetric cell, or the first pass's option."""
+        if self.start == "symmetry":
+            return _cell_symmetrized(start, atoms) if atoms.info.get("symmetry_kept") else atoms
+        if cycle == 0 and self.first_pass == "volume":
+            return _rescaled(start, atoms)
+        if cycle == 0 and self.first_pass == "symmetrize":
+            return _symmetrized(start, atoms)
+        return atoms
 
     def _condition(self) -> tuple[int | str | None, Any]:
         """``(spacegroup, spacegroup_prior)`` arguments of ``generate`` for this source's option."""
