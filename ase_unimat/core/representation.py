@@ -162,6 +162,14 @@ def composition_of(coords: np.ndarray) -> np.ndarray:
     return occupied(coords).sum(axis=-3).astype(np.int64)
 
 
+def atom_slots(coords: np.ndarray, *, threshold: float = -0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(slot, row, col)`` index arrays ``(n,)`` of the atoms of one ``(L, 9, 18, 3)`` tensor, in
+    :func:`decode`'s atom order (by atomic number, then slot)."""
+    slot, row, col = np.nonzero(occupied(coords, threshold=threshold))
+    order = np.lexsort((slot, CELL_TO_Z[row, col]))
+    return slot[order], row[order], col[order]
+
+
 def decode(coords: np.ndarray, lattice: Sequence[float], *, threshold: float = -0.5) -> Atoms:
     """Decode one ``(L, 9, 18, 3)`` tensor and its lattice into periodic ``ase.Atoms``.
 
@@ -175,17 +183,15 @@ def decode(coords: np.ndarray, lattice: Sequence[float], *, threshold: float = -
     lattice = np.asarray(lattice, dtype=np.float64)
     if lattice.shape != (6,) or not np.all(np.isfinite(lattice)):
         raise RepresentationError(f"lattice must be 6 finite numbers (a, b, c, alpha, beta, gamma), got {lattice}")
-    mask = occupied(coords, threshold=threshold)  # (L, 9, 18)
-    slot, row, col = np.nonzero(mask)
+    slot, row, col = atom_slots(coords, threshold=threshold)
     numbers = CELL_TO_Z[row, col]
     if np.any(numbers == 0):
         raise RepresentationError("tensor has atoms in grid cells that hold no element")
-    order = np.lexsort((slot, numbers))
-    frac = coords[slot, row, col][order].astype(np.float64)
+    frac = coords[slot, row, col].astype(np.float64)
     if not np.all(np.isfinite(frac)):
         raise RepresentationError("tensor has NaN or infinite coordinates")
     cell = lattice_to_cell(lattice)
-    return Atoms(numbers=numbers[order], cell=cell, scaled_positions=np.mod(frac, 1.0), pbc=True)
+    return Atoms(numbers=numbers, cell=cell, scaled_positions=np.mod(frac, 1.0), pbc=True)
 
 
 def lattice_to_cell(lattice: Sequence[float]) -> np.ndarray:

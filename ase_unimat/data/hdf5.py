@@ -48,7 +48,7 @@ import numpy as np
 from ase_unimat import __version__
 from ase_unimat.core.formula import format_formula
 from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE, Z_TO_CELL, z_to_symbol
-from ase_unimat.core.representation import NULL, RepresentationError, decode, encode, occupied
+from ase_unimat.core.representation import NULL, RepresentationError, atom_slots, decode, encode
 
 FORMAT_NAME = "unimat-hdf5"
 FORMAT_VERSION = 1
@@ -122,10 +122,8 @@ def empty_batch() -> StructureBatch:
 
 def sparse_atoms(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Atomic numbers ``(n,)`` and fractions ``(n, 3)`` of one ``(L, 9, 18, 3)`` tensor, by Z then slot."""
-    slot, row, col = np.nonzero(occupied(coords))
-    numbers = CELL_TO_Z[row, col]
-    order = np.lexsort((slot, numbers))
-    return numbers[order].astype(np.int64), coords[slot, row, col][order].astype(np.float32)
+    slot, row, col = atom_slots(coords)
+    return CELL_TO_Z[row, col].astype(np.int64), coords[slot, row, col].astype(np.float32)
 
 
 def slot_of_atoms(natoms: np.ndarray, numbers: np.ndarray) -> np.ndarray:

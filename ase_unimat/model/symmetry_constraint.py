@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ase_unimat.core.periodic_table import CELL_TO_Z, GRID_SHAPE
-from ase_unimat.core.representation import decode, encode, occupied
+from ase_unimat.core.periodic_table import GRID_SHAPE
+from ase_unimat.core.representation import atom_slots, decode, encode
 from ase_unimat.core.symmetry_ops import symmetry_operations
 
 
@@ -49,9 +49,8 @@ class SampleSymmetry:
         """
         coords, lattice = encode(structure, n_slots=n_slots)
         reference = decode(coords, lattice)  # atoms ordered by Z, then slot: the order below
-        slot, row, col = np.nonzero(occupied(coords))
-        order = np.lexsort((slot, CELL_TO_Z[row, col]))  # decode's order: by atomic number, then slot
-        sites = (slot * GRID_SHAPE[0] * GRID_SHAPE[1] + row * GRID_SHAPE[1] + col)[order]
+        slot, row, col = atom_slots(coords)  # decode's order: by atomic number, then slot
+        sites = slot * GRID_SHAPE[0] * GRID_SHAPE[1] + row * GRID_SHAPE[1] + col
         rotations, translations, permutations = symmetry_operations(reference, symprec=symprec)
         return cls(sites=sites.astype(np.int64), rotations=rotations, translations=translations,
                    permutations=permutations, positions=reference.get_scaled_positions())  # fmt: skip

@@ -16,6 +16,7 @@ from ase_unimat.core.periodic_table import MAX_Z, cell_of
 from ase_unimat.core.representation import (
     NULL,
     RepresentationError,
+    atom_slots,
     canonical_order,
     composition_of,
     decode,
@@ -306,3 +307,14 @@ def test_lattices_to_cells_matches_lattice_to_cell_row_by_row():
     for row in lattices[~keep][:20]:  # every row the single version refuses is refused here too
         with pytest.raises(RepresentationError):
             lattices_to_cells(row[None])
+
+
+def test_atom_slots_are_the_decoded_atoms_in_order():
+    atoms = Atoms("O2CuNaO", scaled_positions=[[0.1, 0.2, 0.3], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0], [0.7, 0.1, 0.2],
+                                                [0.3, 0.8, 0.6]], cell=[4.0, 5.0, 6.0], pbc=True)  # fmt: skip
+    coords, lattice = encode(atoms)
+    slot, row, col = atom_slots(coords)
+    decoded = decode(coords, lattice)
+    assert len(slot) == len(decoded) == 5
+    np.testing.assert_allclose(coords[slot, row, col], decoded.get_scaled_positions(), atol=1e-6)
+    assert [cell_of(z) for z in decoded.numbers] == list(zip(row.tolist(), col.tolist(), strict=True))
