@@ -42,6 +42,9 @@ def parse_formula(formula: str, *, formula_units: int = 1) -> dict[str, int]:
         raise FormulaError("empty formula")
     if isinstance(formula_units, bool) or int(formula_units) != formula_units or formula_units < 1:
         raise FormulaError(f"formula units must be a positive integer, got {formula_units!r}")
+    if re.search(r"\d*\.\d", formula):
+        raise FormulaError(f"fractional counts in formula {formula!r}: a cell holds whole atoms; give integer counts "
+                           "(e.g. Li0.5CoO2 as LiCo2O4)")
     stack: list[dict[str, int]] = [{}]
     pos = 0
     while pos < len(formula):
