@@ -9,6 +9,7 @@ any one structure of a larger run, whatever the batch size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from tqdm.auto import tqdm
 
 from ase_unimat.core.formula import FormulaError, composition_grid, format_formula, parse_formula
-from ase_unimat.core.geometry import atom_counts
+from ase_unimat.core.geometry import atom_counts, shortest_distance
 from ase_unimat.core.messages import one_line
 from ase_unimat.core.periodic_table import cell_of, symbol_to_z
 from ase_unimat.core.representation import encode
@@ -145,6 +146,8 @@ def generate(
     progress: bool = False,
     composition_prior=None,
     spacegroup_prior=None,
+    min_distance: float | None = None,
+    max_redraws: int = 3,
 ) -> list[Atoms]:
     """Sample ``n`` crystal structures of one composition, or de novo (no formula).
 
@@ -203,6 +206,13 @@ def generate(
     composition_prior, spacegroup_prior
         Prebuilt :class:`~ase_unimat.generation.compositions.CompositionPrior` /
         :class:`~ase_unimat.generation.spacegroups.SpacegroupPrior` (else built from the model's data).
+    min_distance, max_redraws
+        When ``min_distance`` (Angstrom) is given, a sample with two atoms closer than it (periodic
+        images included) is drawn again, up to ``max_redraws`` times, with the same composition,
+        space group and start but fresh noise (seed ``redraw_seed(seeds[i], attempt)``); its
+        ``info["redraws"]`` counts the draws it took, and a sample still too close after the last
+        one is returned with ``info["too_close"] = True``. None (the default) returns every sample
+        as drawn.
 
     Returns
     -------
@@ -217,6 +227,7 @@ def generate(
     from ase_unimat.generation.compositions import parse_elements
     from ase_unimat.generation.plan import plan_samples
     from ase_unimat.model.sampler import get_sampler, to_atoms  # torch takes seconds to import
+    from ase_unimat.model.symmetry_constraint import SymmetryConstraint
 
     sample = get_sampler(sampler)
     if seeds is None:
@@ -261,30 +272,59 @@ def generate(
     if keep_symmetry and start is None:
         raise ValueError("keep_symmetry needs start= structures whose symmetry to keep")
     constraint = _symmetry_constraint(start, net.n_slots) if keep_symmetry else None
-    structures: list[Atoms] = []
+    if min_distance is not None and not (math.isfinite(min_distance) and min_distance > 0):
+        raise ValueError(f"min_distance must be a positive number of Angstrom, got {min_distance}")
+
+    def draw(indices: list[int], noise_seeds: list[int]) -> list[Atoms]:
+        """Samples ``indices`` (positions in ``seeds``) drawn with ``noise_seeds``, in batches."""
+        out: list[Atoms] = []
+        for first in range(0, len(indices), batch_size):
+            idx = indices[first : first + batch_size]
+            chunk = noise_seeds[first : first + batch_size]
+            chunk_plans = [plans[i] for i in idx]
+            begin = None if starts is None else tuple(torch.as_tensor(x[idx]) for x in starts)
+            condition = [p.spacegroup for p in chunk_plans] if net.spacegroup_conditioned else None
+            kept = None if constraint is None else SymmetryConstraint([constraint.samples[i] for i in idx])
+            coords, lattice = sample(
+                net, compositions[idx].to(dev), seeds=chunk, steps=steps, guidance=guidance,
+                device=dev, start=begin, strength=strength, spacegroup=condition,
+                **({} if kept is None else {"constraint": kept}),
+            )  # fmt: skip
+            info = [
+                {"model": name, "seed": seeds[i], "sampler": sampler, "steps": steps, "guidance": guidance,
+                 "source": "unimat", **p.info, **extra}
+                for i, p in zip(idx, chunk_plans, strict=True)
+            ]  # fmt: skip
+            if kept is not None:
+                for item, symmetry in zip(info, kept.samples, strict=True):
+                    item["symmetry_kept"] = symmetry is not None
+            out.extend(to_atoms(coords, lattice, info=info))
+            bar.update(len(idx))
+        return out
+
     bar = tqdm(total=len(seeds), unit="structure", desc=f"sampling {format_formula(counts) if counts else 'de novo'}", disable=not progress)
-    for first in range(0, len(seeds), batch_size):
-        chunk = seeds[first : first + batch_size]
-        chunk_plans = plans[first : first + batch_size]
-        begin = None if starts is None else tuple(torch.as_tensor(x[first : first + batch_size]) for x in starts)
-        condition = [p.spacegroup for p in chunk_plans] if net.spacegroup_conditioned else None
-        coords, lattice = sample(
-            net, compositions[first : first + batch_size].to(dev), seeds=chunk, steps=steps, guidance=guidance,
-            device=dev, start=begin, strength=strength, spacegroup=condition,
-            **({} if constraint is None else {"constraint": constraint.subset(first, first + len(chunk))}),
-        )  # fmt: skip
-        info = [
-            {"model": name, "seed": s, "sampler": sampler, "steps": steps, "guidance": guidance, "source": "unimat",
-             **p.info, **extra}
-            for s, p in zip(chunk, chunk_plans, strict=True)
-        ]  # fmt: skip
-        if constraint is not None:
-            for i, item in enumerate(info):
-                item["symmetry_kept"] = constraint.samples[first + i] is not None
-        structures.extend(to_atoms(coords, lattice, info=info))
-        bar.update(len(chunk))
+    everyone = list(range(len(seeds)))
+    structures = draw(everyone, seeds)
+    if min_distance is not None:
+        for attempt in range(1, int(max_redraws) + 1):
+            close = [i for i in everyone if shortest_distance(structures[i], exact_below=min_distance) < min_distance]
+            if not close:
+                break
+            bar.total += len(close)
+            for i, atoms in zip(close, draw(close, [redraw_seed(seeds[i], attempt) for i in close]), strict=True):
+                atoms.info["redraws"] = attempt
+                structures[i] = atoms
+        for atoms in structures:
+            if shortest_distance(atoms, exact_below=min_distance) < min_distance:
+                atoms.info["too_close"] = True
     bar.close()
     return structures
+
+
+def redraw_seed(seed: int, attempt: int) -> int:
+    """The noise seed of redraw ``attempt`` (1, 2, ...) of the sample seeded ``seed`` (a 63-bit integer)."""
+    state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(attempt), 0x5EED]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
 
 
 def _symmetry_constraint(start: Sequence[Atoms], n_slots: int):

@@ -72,10 +72,6 @@ class SymmetryConstraint:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def subset(self, start: int, stop: int) -> SymmetryConstraint:
-        """The constraint of samples ``start:stop`` (a batch chunk)."""
-        return SymmetryConstraint(self.samples[start:stop])
-
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """``coords`` (B, L, 9, 18, 3) with each constrained sample's atoms made symmetric (a new tensor)."""
         if coords.shape[0] != len(self.samples):

@@ -18,6 +18,7 @@ which template (or noise) it started from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,10 @@ class UniMatSeedSource:
         isotropically to the per-element volume estimate of random seeds
         (:func:`~ase_unimat.search.volume.estimate_volume`); samples inside a template's symmetry
         count as drawn from noise. Denoised templates keep theirs.
+    min_distance
+        A sample with two atoms closer than this (Angstrom; the relaxation's own collapse limit)
+        is drawn again with fresh noise, up to 3 times (``generate(min_distance=...)``; the seed's
+        ``unimat_redraws`` says how often); None keeps every sample as drawn.
     """
 
     model: Any = None
@@ -102,6 +107,7 @@ class UniMatSeedSource:
     template_min_atoms: int = 1
     spacegroup: int | str | None = "templates"
     volume: str = "model"
+    min_distance: float | None = 0.5
     name: str = "unimat"
     _net: Any = field(default=None, init=False, repr=False)
     _templates: Any = field(default=None, init=False, repr=False)
@@ -123,6 +129,15 @@ class UniMatSeedSource:
             except ValueError:
                 raise SeedSourceError(f"unknown UniMat space group {self.spacegroup!r}; choose templates, auto, "
                                       "none or a number 1-230") from None
+        if isinstance(self.min_distance, str):
+            text = self.min_distance.strip().lower()
+            try:
+                self.min_distance = None if text == "none" else float(text)
+            except ValueError:
+                raise SeedSourceError(f"UniMat min_distance must be a distance in Angstrom or none, got "
+                                      f"{self.min_distance!r}") from None
+        if self.min_distance is not None and not (math.isfinite(self.min_distance) and self.min_distance > 0):
+            raise SeedSourceError(f"UniMat min_distance must be a positive distance in Angstrom, got {self.min_distance}")
         if isinstance(self.spacegroup, int) and not 1 <= self.spacegroup <= 230:
             raise SeedSourceError(f"UniMat space group must be 1-230, got {self.spacegroup}")
 
@@ -170,7 +185,7 @@ class UniMatSeedSource:
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized",
-                                                     "symmetry_kept", "spacegroup", "spacegroup_source")
+                                                     "symmetry_kept", "spacegroup", "spacegroup_source", "redraws", "too_close")
                     if key in atoms.info}  # fmt: skip
             info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
@@ -231,7 +246,7 @@ class UniMatSeedSource:
                 dict(counts), seeds=[derive_seed(run_seed, self.name, k) for k in indices], model=self.network(),
                 guidance=self.guidance, steps=self.steps or self.network().config.diffusion.default_steps, sampler=self.sampler, device=self.device,
                 batch_size=self.batch_size, start=begin, strength=strength, spacegroup=spacegroup, spacegroup_prior=prior,
-                keep_symmetry=keep_symmetry,
+                keep_symmetry=keep_symmetry, min_distance=self.min_distance,
             )  # fmt: skip
         except FormulaError as err:
             raise NoSeedsForFormula(f"the UniMat model cannot build {formula_label(counts)}: {err}") from None

@@ -233,3 +233,28 @@ def test_table_volume_also_scales_samples_inside_a_templates_symmetry(template_s
         assert seed.atoms.get_volume() == pytest.approx(estimate_volume({"K": 1, "Br": 1}), rel=1e-6)
     kept = replace(base, volume="table", first_pass="template").make({"K": 1, "Br": 1}, [0], run_seed=0)[0]
     assert kept.atoms.get_volume() != pytest.approx(estimate_volume({"K": 1, "Br": 1}), rel=1e-3)  # the template's own
+
+
+def test_seeds_with_atoms_too_close_are_drawn_again(source):
+    from ase_unimat.core.geometry import shortest_distance
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    strict = UniMatSeedSource(model=source.network(), device="cpu", steps=3, min_distance=1.2)
+    raw = UniMatSeedSource(model=source.network(), device="cpu", steps=3, min_distance="none")
+    checked, as_drawn = strict.make(COUNTS, range(8), run_seed=2), raw.make(COUNTS, range(8), run_seed=2)
+    redrawn = [k for k, s in enumerate(checked) if "unimat_redraws" in s.atoms.info]
+    assert redrawn, "an untrained model puts some atoms closer than 1.2 A"
+    for k, (a, b) in enumerate(zip(checked, as_drawn, strict=True)):
+        if k in redrawn:
+            assert shortest_distance(a.atoms) >= 1.2 or a.atoms.info.get("unimat_too_close")
+        else:
+            np.testing.assert_allclose(a.atoms.positions, b.atoms.positions)
+
+
+@pytest.mark.parametrize("bad", ["-1", "far", 0.0, float("nan")])
+def test_bad_min_distance_is_an_error(bad):
+    from ase_unimat.search.seeds import SeedSourceError
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    with pytest.raises(SeedSourceError, match="min_distance"):
+        UniMatSeedSource(min_distance=bad)
