@@ -12,7 +12,9 @@ Protocol
   run_seed=row)``; seed 0 is the "@1" prediction. ``unimat`` samples from noise with the
   search's defaults (ancestral, space group drawn from the composition's templates) except
   ``steps`` (``UNIMAT_CSP_STEPS``, default 20, ``generate()``'s default; sessions 10 and 12 found
-  50 and 200 steps no better); ``template`` seeds are the prototype-substitution candidates in
+  50 and 200 steps no better) and ``min_distance`` (``UNIMAT_CSP_MIN_DISTANCE``, default the
+  source's 0.5 A: a sample with closer atoms is drawn again, up to 3 times; ``none`` keeps every
+  sample as drawn, which is what the validity of other CSP papers counts); ``template`` seeds are the prototype-substitution candidates in
   their prior order (the test compositions are in no template reference). A row a source cannot
   seed counts as no match.
 - **Validity**: share of seeds with all atoms >= 0.5 A apart and a volume >= 0.1 A^3
@@ -51,6 +53,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "sources": [s for s in os.environ.get("UNIMAT_CSP_SOURCES", "unimat,template").split(",") if s],
         "k": 4 if quick else int(os.environ.get("UNIMAT_CSP_K", "20")),
         "steps": int(os.environ.get("UNIMAT_CSP_STEPS", "20")),
+        "min_distance": os.environ.get("UNIMAT_CSP_MIN_DISTANCE", "0.5"),
         "rows": QUICK_ROWS if quick else None,
         "workers": int(os.environ.get("UNIMAT_CSP_WORKERS", "2")),
     }
@@ -70,7 +73,7 @@ def _row_results(args: tuple[str, int, list[int], dict[str, Any]]) -> list[dict[
 
     source_name, _, rows, config = args
     structures, _ = load_test_set()
-    options = {"steps": config["steps"]} if source_name.startswith("unimat") else None
+    options = {"steps": config["steps"], "min_distance": config["min_distance"]} if source_name.startswith("unimat") else None
     source = make_seed_sources(source_name, unimat_options=options)
     out = []
     for row in rows:
@@ -95,7 +98,10 @@ def _row_results(args: tuple[str, int, list[int], dict[str, Any]]) -> list[dict[
 
 
 def _cache_path(out_dir: Path, source: str, config: dict[str, Any]) -> Path:
-    key = json.dumps({"source": source, "k": config["k"], "steps": config["steps"]}, sort_keys=True)
+    key = {"source": source, "k": config["k"], "steps": config["steps"]}
+    if source.startswith("unimat"):  # the other sources do not depend on these
+        key["min_distance"] = str(config["min_distance"]).lower()
+    key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return out_dir / "csp_sources_cache" / f"{source}-{digest}.jsonl"
 

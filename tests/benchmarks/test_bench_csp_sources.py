@@ -28,9 +28,11 @@ def test_summary_counts_a_match_at_k_and_unseeded_rows_as_misses(cs):
 
 
 def test_the_cache_keeps_finished_rows_and_skips_a_cut_line(cs, tmp_path):
-    config = {"k": 2, "steps": 20}
+    config = {"k": 2, "steps": 20, "min_distance": "0.5"}
     path = cs._cache_path(tmp_path, "unimat", config)
-    assert path != cs._cache_path(tmp_path, "unimat", {"k": 3, "steps": 20})
+    assert path != cs._cache_path(tmp_path, "unimat", {**config, "k": 3})
+    assert path != cs._cache_path(tmp_path, "unimat", {**config, "min_distance": "none"})
+    assert cs._cache_path(tmp_path, "template", config) == cs._cache_path(tmp_path, "template", {**config, "min_distance": "1"})
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"row": 5, "seeded": True, "rms": [None, 0.1], "valid": 2}) + "\n" + '{"row": 6, "see')
     assert list(cs._read_cache(path)) == [5]
