@@ -27,7 +27,7 @@ RATIOS = (
     ("mixed", "random"),
 )
 UNIMAT_OPTIONS = ("steps", "guidance", "sampler", "strength", "first_pass", "template_min_atoms", "spacegroup",
-                  "volume", "start")  # --unimat-option
+                  "volume", "start", "min_distance")  # --unimat-option
 TEMPLATE_OPTIONS = ("ordered",)  # --template-option (both template-based sources)
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "search_efficiency"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
