@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ase_unimat.core.formula import FormulaError, formula_label
-from ase_unimat.core.geometry import atom_counts
+from ase_unimat.core.geometry import atom_counts, shortest_distance
 from ase_unimat.core.representation import decode, encode
 from ase_unimat.generation import generate, load_model
 from ase_unimat.generation.plan import reference_dataset
@@ -90,7 +90,9 @@ class UniMatSeedSource:
     min_distance
         A sample with two atoms closer than this (Angstrom; the relaxation's own collapse limit)
         is drawn again with fresh noise, up to 3 times (``generate(min_distance=...)``; the seed's
-        ``unimat_redraws`` says how often); None keeps every sample as drawn.
+        ``unimat_redraws`` says how often); a seed still that close when it is finished (after the
+        redraws and, with ``start="symmetry"``, the symmetrized cell) carries
+        ``unimat_too_close = True``. None keeps every sample as drawn.
     """
 
     model: Any = None
@@ -181,6 +183,9 @@ class UniMatSeedSource:
             from_noise = plan[k][0] is None or (self.start == "symmetry" and k not in kept)
             if self.volume == "table" and from_noise:
                 atoms = _scaled_to(atoms, estimate_volume(counts))
+            if self.min_distance is not None and k not in kept and \
+                    shortest_distance(atoms, exact_below=self.min_distance) < self.min_distance:
+                atoms.info["too_close"] = True  # still, after the redraws and this source's last touch
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")

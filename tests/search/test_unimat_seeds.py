@@ -249,6 +249,7 @@ def test_seeds_with_atoms_too_close_are_drawn_again(source):
             assert shortest_distance(a.atoms) >= 1.2 or a.atoms.info.get("unimat_too_close")
         else:
             np.testing.assert_allclose(a.atoms.positions, b.atoms.positions)
+        assert shortest_distance(a.atoms) >= 1.2 or a.atoms.info["unimat_too_close"]
 
 
 @pytest.mark.parametrize("bad", ["-1", "far", 0.0, float("nan")])
