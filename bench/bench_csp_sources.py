@@ -23,7 +23,8 @@ Protocol
 Sources ``UNIMAT_CSP_SOURCES`` (default ``unimat,template``), ``k`` ``UNIMAT_CSP_K`` (default 20),
 worker processes ``UNIMAT_CSP_WORKERS`` (default 2, one torch thread each). Every row's result
 is appended to ``<out>/csp_sources_cache/<source>.jsonl`` as it finishes, so an interrupted run
-resumes where it stopped (same settings; a changed setting starts a new cache file).
+resumes where it stopped (same settings; a changed setting starts a new cache file). The cache is
+keyed by the settings, not by the code: after changing what a source makes, delete its file.
 
 Run: ``python -m bench csp_sources`` (``bench/results/csp_sources.{json,md}``; ``--quick``: 24
 rows, k = 4).
