@@ -92,7 +92,10 @@ class UniMatSeedSource:
         is drawn again with fresh noise, up to 3 times (``generate(min_distance=...)``; the seed's
         ``unimat_redraws`` says how often); a seed still that close when it is finished (after the
         redraws and, with ``start="symmetry"``, the symmetrized cell) carries
-        ``unimat_too_close = True``. None keeps every sample as drawn.
+        ``unimat_too_close = True``. With ``start="symmetry"`` such a seed (an orbit collapsed onto a
+        special position, which every redraw inside the same operations can repeat) is first
+        sampled once more from noise without the constraint, under the template's space group
+        (``unimat_fallback`` says so). None keeps every sample as drawn.
     """
 
     model: Any = None
@@ -177,25 +180,45 @@ class UniMatSeedSource:
                 if number:
                     atoms.info["spacegroup_source"] = "start template"
                 structures[k] = atoms
+        finished = {k: structures[k] if k in kept else self._finished(structures[k], plan[k][0], plan[k][3])
+                    for k in indices}  # fmt: skip
+        if self.start == "symmetry" and self.min_distance is not None:
+            self._free_fallback(counts, finished, [k for k in made_here if self._too_close(finished[k])], run_seed, own)
         seeds = []
         for k in indices:
-            atoms = structures[k] if k in kept else self._finished(structures[k], plan[k][0], plan[k][3])
+            atoms = finished[k]
             from_noise = plan[k][0] is None or (self.start == "symmetry" and k not in kept)
             if self.volume == "table" and from_noise:
                 atoms = _scaled_to(atoms, estimate_volume(counts))
-            if self.min_distance is not None and k not in kept and \
-                    shortest_distance(atoms, exact_below=self.min_distance) < self.min_distance:
+            if k not in kept and self._too_close(atoms):
                 atoms.info["too_close"] = True  # still, after the redraws and this source's last touch
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")
             info = {key: atoms.info[key] for key in ("model", "sampler", "steps", "guidance", "strength", "symmetrized",
-                                                     "symmetry_kept", "spacegroup", "spacegroup_source", "redraws", "too_close")
+                                                     "symmetry_kept", "spacegroup", "spacegroup_source", "redraws", "too_close", "fallback")
                     if key in atoms.info}  # fmt: skip
             info["start"] = plan[k][2]
             seeds.append(make_seed(atoms, counts, self.name, k, run_seed=run_seed,
                                    **{f"unimat_{key}": v for key, v in info.items()}))
         return seeds
+
+    def _too_close(self, atoms) -> bool:
+        """Whether two atoms are closer than ``min_distance`` (never, without one)."""
+        return self.min_distance is not None and shortest_distance(atoms, exact_below=self.min_distance) < self.min_distance
+
+    def _free_fallback(self, counts, finished: dict, indices: list[int], run_seed: int, own: dict) -> None:
+        """Samples inside a symmetry that stayed too close (an orbit collapsed onto a special position,
+        which a redraw with the same operations repeats), drawn again from noise without the
+        constraint, still conditioned on the template's space group; ``finished`` is updated."""
+        for number in sorted({own[k] or 0 for k in indices}):
+            group = [k for k in indices if (own[k] or 0) == number]
+            for k, atoms in zip(group, self._generate(counts, group, run_seed, [None] * len(group), 1.0,
+                                                      spacegroup=number or None), strict=True):  # fmt: skip
+                atoms.info["fallback"] = "sampled without the symmetry: its symmetric sample had atoms too close"
+                if number:
+                    atoms.info["spacegroup_source"] = "start template"
+                finished[k] = atoms
 
     def _finished(self, atoms, start, cycle: int | None):
         """A model sample after its mode's last touch: the symmetric cell, or the first pass's option."""

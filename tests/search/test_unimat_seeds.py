@@ -205,6 +205,25 @@ def test_unimat_sym_spec_samples_inside_the_templates_symmetry(template_source):
     assert unchanged.sources["unimat-sym"].start == "symmetry"  # the name decides the start
 
 
+def test_unimat_sym_seeds_too_close_fall_back_to_free_sampling(template_source):
+    from ase_unimat.search.seed_registry import make_seed_sources
+
+    reference = template_source.sources["unimat-template"].template_reference
+    model = template_source.sources["unimat-template"].network()
+
+    def seeds(min_distance):
+        sym = make_seed_sources("unimat-sym", model=model, template_reference=reference,
+                                unimat_options={"device": "cpu", "steps": 4, "min_distance": min_distance})  # fmt: skip
+        return sym.make({"K": 1, "Br": 1}, [0, 1], run_seed=0)
+
+    for seed in seeds(0.5):  # rocksalt / CsCl KBr: atoms ~3 A apart, nothing to fall back from
+        assert "unimat_fallback" not in seed.atoms.info and seed.atoms.info["unimat_symmetry_kept"]
+    for seed in seeds(20.0):  # no KBr cell keeps atoms 20 A apart: the fallback runs, and says it failed too
+        info = seed.atoms.info
+        assert "symmetry" in info["unimat_fallback"] and info["unimat_too_close"]
+        assert "unimat_symmetry_kept" not in info  # drawn without the constraint
+
+
 def test_template_first_pass_keeps_the_templates_and_the_model_makes_the_later_passes(template_source):
     from dataclasses import replace
 
