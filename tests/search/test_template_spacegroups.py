@@ -118,7 +118,8 @@ def test_symmetry_start_samples_inside_each_templates_symmetry(spacegroup_model)
     from ase_unimat.search.unimat_seeds import UniMatSeedSource
 
     index = TemplateIndex.from_atoms([bulk("ZnO", "wurtzite", a=3.25, c=5.2)], ["wurtzite"])
-    source = UniMatSeedSource(model=spacegroup_model, template_reference=index, device="cpu", steps=4, start="symmetry")
+    source = UniMatSeedSource(model=spacegroup_model, template_reference=index, device="cpu", steps=4, start="symmetry",
+                              min_distance=None)  # the constraint itself: no redraw or fallback (tested apart)
     seeds = source.make({"Ga": 2, "N": 2}, [0, 1, 2], run_seed=0)  # the wurtzite template, three times
     positions = []
     for seed in seeds:
