@@ -306,17 +306,21 @@ def generate(
     everyone = list(range(len(seeds)))
     structures = draw(everyone, seeds)
     if min_distance is not None:
+
+        def too_close(i: int) -> bool:
+            return shortest_distance(structures[i], exact_below=min_distance) < min_distance
+
+        close = [i for i in everyone if too_close(i)]  # each sample checked once, a redrawn one once per draw
         for attempt in range(1, int(max_redraws) + 1):
-            close = [i for i in everyone if shortest_distance(structures[i], exact_below=min_distance) < min_distance]
             if not close:
                 break
             bar.total += len(close)
             for i, atoms in zip(close, draw(close, [redraw_seed(seeds[i], attempt) for i in close]), strict=True):
                 atoms.info["redraws"] = attempt
                 structures[i] = atoms
-        for atoms in structures:
-            if shortest_distance(atoms, exact_below=min_distance) < min_distance:
-                atoms.info["too_close"] = True
+            close = [i for i in close if too_close(i)]
+        for i in close:
+            structures[i].info["too_close"] = True
     bar.close()
     return structures
 
