@@ -123,7 +123,7 @@ class TrainConfig:
     num_threads: int = 0
     in_memory: bool = True  # read the HDF5 files into memory once (else per item)
     permute_slots: bool = True  # within-element permutation augmentation
-    bf16: bool = False  # autocast on CUDA
+    bf16: bool = False  # bfloat16 autocast (CUDA or CPU)
     compile: bool = False  # torch.compile on CUDA
     find_unused_parameters: bool = False  # DDP, for networks with parameters a step may not use
     device: str = "auto"

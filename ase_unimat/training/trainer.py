@@ -193,7 +193,8 @@ class _Run:
         if options.compile and self.cuda:
             loss_module = torch.compile(loss_module)
         self.loss_module = loss_module
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and options.bf16 else nullcontext()
+        # bf16 autocast on CUDA and on CPUs too (1.15-1.3x per step on the 2-core AVX512-BF16 development machine)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
         self.step = self.epoch = self.position = 0
         self.wall_offset = 0.0
         self.last_val: float | None = None
@@ -275,8 +276,7 @@ class _Run:
         total = torch.zeros(2, dtype=torch.float64)
         for batch in self.val_loader:
             batch = to_device(batch, self.device)
-            with self.autocast:
-                loss, _ = self.ema.module.loss(batch, generator=generator)
+            loss, _ = self.ema.module.loss(batch, generator=generator)  # full precision: comparable across runs
             n = len(batch["natoms"]) if "natoms" in batch else len(batch["coords"])
             total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
         if self.procs.distributed:
