@@ -190,8 +190,10 @@ class UniMatSeedSource:
             from_noise = plan[k][0] is None or (self.start == "symmetry" and k not in kept)
             if self.volume == "table" and from_noise:
                 atoms = _scaled_to(atoms, estimate_volume(counts))
-            if k not in kept and self._too_close(atoms):
-                atoms.info["too_close"] = True  # still, after the redraws and this source's last touch
+            if k not in kept:  # the flag says what the finished seed is, after the redraws and this source's last touch
+                atoms.info.pop("too_close", None)
+                if self._too_close(atoms):
+                    atoms.info["too_close"] = True
             if atom_counts(atoms) != dict(counts):
                 raise SeedSourceError(f"UniMat sample {k} has composition {atoms.get_chemical_formula()}, not "
                                       f"{formula_label(counts)}")

@@ -268,7 +268,27 @@ def test_seeds_with_atoms_too_close_are_drawn_again(source):
             assert shortest_distance(a.atoms) >= 1.2 or a.atoms.info.get("unimat_too_close")
         else:
             np.testing.assert_allclose(a.atoms.positions, b.atoms.positions)
-        assert shortest_distance(a.atoms) >= 1.2 or a.atoms.info["unimat_too_close"]
+        # the flag says what the finished seed is: set exactly when its atoms are still too close
+        assert bool(a.atoms.info.get("unimat_too_close")) == (shortest_distance(a.atoms) < 1.2)
+
+
+def test_too_close_flag_is_the_finished_seeds(source, monkeypatch):
+    """A flag ``generate`` set on a sample that this source's last touch moved apart again is dropped."""
+    import ase_unimat.search.unimat_seeds as unimat_seeds
+    from ase_unimat.search.unimat_seeds import UniMatSeedSource
+
+    real = unimat_seeds.generate
+
+    def flagged(*args, **kwargs):
+        out = real(*args, **kwargs)
+        for atoms in out:
+            atoms.info["too_close"] = True  # as if the sample had been too close when drawn
+        return out
+
+    monkeypatch.setattr(unimat_seeds, "generate", flagged)
+    seeds = UniMatSeedSource(model=source.network(), device="cpu", steps=3, min_distance=0.01).make(
+        COUNTS, range(4), run_seed=2)  # fmt: skip
+    assert all("unimat_too_close" not in s.atoms.info for s in seeds)  # no atoms are 0.01 A apart
 
 
 @pytest.mark.parametrize("bad", ["-1", "far", 0.0, float("nan")])
