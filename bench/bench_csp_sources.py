@@ -21,7 +21,13 @@ Protocol
   (:func:`ase_unimat.evaluation.validity.structure_validity`).
 
 Sources ``UNIMAT_CSP_SOURCES`` (default ``unimat,template``), ``k`` ``UNIMAT_CSP_K`` (default 20),
-worker processes ``UNIMAT_CSP_WORKERS`` (default 2, one torch thread each). Every row's result
+worker processes ``UNIMAT_CSP_WORKERS`` (default 2, one torch thread each). To compare a model
+with the default one: ``UNIMAT_CSP_MODEL`` (a model name or ``model.pt``; it also gives the
+templates' space-group condition its reference when it has one) and ``UNIMAT_CSP_ROWS=N`` (N rows
+drawn with ``numpy.random.default_rng(0)``, the same N rows for every model), with ``--out`` a
+folder of its own so that the full run's ``csp_sources.json`` stays; a copy of the committed
+``csp_sources_cache/<source>-<key>.jsonl`` in that folder's cache gives the default model's rows
+without sampling them again. Every row's result
 is appended to ``<out>/csp_sources_cache/<source>.jsonl`` as it finishes, so an interrupted run
 resumes where it stopped (same settings; a changed setting starts a new cache file). The cache is
 keyed by the settings, not by the code: after changing what a source makes, delete its file.
@@ -56,8 +62,20 @@ def settings(quick: bool) -> dict[str, Any]:
         "steps": int(os.environ.get("UNIMAT_CSP_STEPS", "20")),
         "min_distance": os.environ.get("UNIMAT_CSP_MIN_DISTANCE", "0.5"),
         "rows": QUICK_ROWS if quick else None,
+        "row_sample": int(os.environ["UNIMAT_CSP_ROWS"]) if os.environ.get("UNIMAT_CSP_ROWS") else None,
+        "model": os.environ.get("UNIMAT_CSP_MODEL") or None,
         "workers": int(os.environ.get("UNIMAT_CSP_WORKERS", "2")),
     }
+
+
+def select_rows(n_structures: int, config: dict[str, Any]) -> list[int]:
+    """The test rows to seed: the first ``rows`` (quick), ``row_sample`` drawn with seed 0, or all."""
+    if config.get("rows"):
+        return list(range(n_structures))[: config["rows"]]
+    if config.get("row_sample"):
+        size = min(int(config["row_sample"]), n_structures)
+        return sorted(np.random.default_rng(0).choice(n_structures, size, replace=False).tolist())
+    return list(range(n_structures))
 
 
 def _row_results(args: tuple[str, int, list[int], dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,7 +93,7 @@ def _row_results(args: tuple[str, int, list[int], dict[str, Any]]) -> list[dict[
     source_name, _, rows, config = args
     structures, _ = load_test_set()
     options = {"steps": config["steps"], "min_distance": config["min_distance"]} if source_name.startswith("unimat") else None
-    source = make_seed_sources(source_name, unimat_options=options)
+    source = make_seed_sources(source_name, unimat_options=options, model=config.get("model"))
     out = []
     for row in rows:
         reference = structures[row]
@@ -102,6 +120,8 @@ def _cache_path(out_dir: Path, source: str, config: dict[str, Any]) -> Path:
     key = {"source": source, "k": config["k"], "steps": config["steps"]}
     if source.startswith("unimat"):  # the other sources do not depend on these
         key["min_distance"] = str(config["min_distance"]).lower()
+    if config.get("model"):  # absent for the default model, so its caches keep their names (templates: its reference)
+        key["model"] = str(config["model"])
     key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return out_dir / "csp_sources_cache" / f"{source}-{digest}.jsonl"
@@ -145,7 +165,7 @@ def run(*, quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
     config = settings(quick)
     out_dir = Path(out_dir or Path(__file__).parent / "results")
     structures, where = load_test_set()
-    rows = list(range(len(structures)))[: config["rows"]] if config["rows"] else list(range(len(structures)))
+    rows = select_rows(len(structures), config)
     result: dict[str, Any] = {"config": config, "test_set": where, "sources": {}}
     for source in config["sources"]:
         start = time.perf_counter()

@@ -36,3 +36,16 @@ def test_the_cache_keeps_finished_rows_and_skips_a_cut_line(cs, tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"row": 5, "seeded": True, "rms": [None, 0.1], "valid": 2}) + "\n" + '{"row": 6, "see')
     assert list(cs._read_cache(path)) == [5]
+
+
+def test_a_row_sample_is_the_same_for_every_model_and_a_model_changes_the_cache(cs, tmp_path):
+    config = {"k": 2, "steps": 20, "min_distance": "0.5", "rows": None, "row_sample": 50, "model": None}
+    rows = cs.select_rows(1130, config)
+    assert len(rows) == len(set(rows)) == 50 and rows == sorted(rows) and max(rows) < 1130
+    assert rows == cs.select_rows(1130, {**config, "model": "other/model.pt"})
+    assert cs.select_rows(1130, {**config, "row_sample": None}) == list(range(1130))
+    assert cs.select_rows(1130, {**config, "rows": 24}) == list(range(24))  # --quick
+    default = cs._cache_path(tmp_path, "unimat", config)
+    assert default == cs._cache_path(tmp_path, "unimat", {k: v for k, v in config.items() if k != "model"})
+    assert default != cs._cache_path(tmp_path, "unimat", {**config, "model": "other/model.pt"})
+    assert cs._cache_path(tmp_path, "template", config) != cs._cache_path(tmp_path, "template", {**config, "model": "x"})
